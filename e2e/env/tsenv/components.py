@@ -1,0 +1,219 @@
+"""Starting each component on 127.0.0.1 on a free port and waiting until it serves.
+
+Each `start_*` function spawns its processes, returns the env-file entries tests read, and a
+readiness wait. Starting is split from waiting so slow starters (Kafka, the API server) boot in
+parallel.
+"""
+
+import base64
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+import uuid
+from pathlib import Path
+
+from . import install, paths, procs
+from .log import say
+
+
+def http_ok(url: str, context=None) -> bool:
+    with urllib.request.urlopen(url, timeout=2, context=context) as response:
+        return 200 <= response.status < 300
+
+
+# ---------------------------------------------------------------- Kafka
+
+KAFKA_LOG4J = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def start_kafka():
+    libs = install.kafka()
+    home = paths.STATE / "kafka"
+    home.mkdir(parents=True)
+    port, controller_port = procs.free_port(), procs.free_port()
+    (home / "log4j2.properties").write_text(KAFKA_LOG4J)
+    # One node that is both broker and controller. Transactions need their internal topics to be
+    # satisfiable on one node, hence replication factor 1 and min ISR 1 throughout.
+    (home / "server.properties").write_text(f"""\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={home / 'data'}
+num.partitions=12
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=12
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=12
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+default.replication.factor=1
+group.initial.rebalance.delay.ms=0
+transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
+""")
+    java = ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+            "-cp", f"{libs}/*"]
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    format_log = paths.LOGS / "kafka-format.log"
+    paths.LOGS.mkdir(parents=True, exist_ok=True)
+    with open(format_log, "wb") as log:
+        result = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                        "-c", str(home / "server.properties")],
+                                stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f"formatting Kafka's storage failed; see {format_log}:\n"
+                           f"{format_log.read_text(errors='replace')[-3000:]}")
+    entry = procs.spawn("kafka", java + ["kafka.Kafka", str(home / "server.properties")])
+
+    def ready():
+        return procs.tcp_open(port) and "Kafka Server started" in Path(entry.log).read_text(errors="replace")
+
+    env = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
+    return env, lambda: procs.wait_until(entry, "broker started", ready, 120)
+
+
+# ---------------------------------------------------------------- Redis
+
+def start_redis():
+    port = procs.free_port()
+    data = paths.STATE / "redis"
+    data.mkdir(parents=True)
+    entry = procs.spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+                                  "--save", "", "--appendonly", "no", "--dir", str(data),
+                                  "--daemonize", "no", "--protected-mode", "yes"])
+
+    def ready():
+        import socket
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    env = {"REDIS_URL": f"redis://127.0.0.1:{port}", "REDIS_PORT": str(port)}
+    return env, lambda: procs.wait_until(entry, "PING answered", ready, 30)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+def _postgres_bin() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                        key=lambda p: int(Path(p).parent.parent.name))
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("postgres")
+    if found:
+        return Path(found).resolve().parent
+    raise RuntimeError("PostgreSQL server binaries not found (Debian package `postgresql`)")
+
+
+def start_postgres():
+    bindir = _postgres_bin()
+    port = procs.free_port()
+    # PostgreSQL refuses to run as root: as root, run it as the `postgres` user, in a directory
+    # under /tmp that user can reach (the checkout may sit in a home it cannot enter).
+    user = "postgres" if os.geteuid() == 0 else None
+    data = Path(tempfile.mkdtemp(prefix="trendstream-pg-"))
+    (paths.STATE / "postgres-data").write_text(str(data))
+    if user:
+        shutil.chown(data, user, user)
+    init_log = paths.LOGS / "postgres-initdb.log"
+    with open(init_log, "wb") as log:
+        result = subprocess.run([str(bindir / "initdb"), "-D", str(data / "pgdata"), "-U", "postgres",
+                                 "--auth=trust", "-E", "UTF8", "--no-sync"],
+                                stdout=log, stderr=subprocess.STDOUT, user=user, group=user)
+    if result.returncode != 0:
+        raise RuntimeError(f"initdb failed; see {init_log}:\n{init_log.read_text(errors='replace')[-3000:]}")
+    entry = procs.spawn("postgres", [
+        str(bindir / "postgres"), "-D", str(data / "pgdata"), "-p", str(port),
+        "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data}",
+        "-c", "wal_level=logical", "-c", "max_replication_slots=16", "-c", "max_wal_senders=16",
+        # No fsync: test data need not survive a crash. synchronous_commit stays on, since logical
+        # decoding only sees WAL that has been flushed.
+        "-c", "fsync=off", "-c", "full_page_writes=off",
+    ], user=user)
+
+    def ready():
+        if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:
+            return False
+        subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                        "-c", "CREATE DATABASE trendstream"], check=True, capture_output=True)
+        return True
+
+    env = {"PG_HOST": "127.0.0.1", "PG_PORT": str(port), "PG_USER": "postgres",
+           "PG_DATABASE": "trendstream", "PG_URL": f"postgres://postgres@127.0.0.1:{port}/trendstream"}
+    return env, lambda: procs.wait_until(entry, "accepting connections", ready, 60)
+
+
+def cleanup_postgres() -> None:
+    marker = paths.STATE / "postgres-data"
+    if marker.exists():
+        shutil.rmtree(marker.read_text().strip(), ignore_errors=True)
+        marker.unlink()
+
+
+# ---------------------------------------------------------------- GCS emulator
+
+def start_gcs():
+    bin_dir = install.python_tools()
+    port = procs.free_port()
+    entry = procs.spawn("gcs", [str(bin_dir / "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
+                                "--port", str(port), "--in-memory"])
+    url = f"http://127.0.0.1:{port}"
+    env = {"GCS_ENDPOINT": url, "STORAGE_EMULATOR_HOST": url}
+    return env, lambda: procs.wait_until(entry, "JSON API answering",
+                                         lambda: http_ok(f"{url}/storage/v1/b?project=test"), 60)
+
+
+# ---------------------------------------------------------------- Prometheus
+
+def start_prometheus():
+    port = procs.free_port()
+    home = paths.STATE / "prometheus"
+    targets = home / "targets"
+    targets.mkdir(parents=True)
+    # Tests add scrape targets at run time by writing <name>.json into the targets directory
+    # (file service discovery, re-read every second); scrapes run every second.
+    (home / "prometheus.yml").write_text(f"""\
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+  - job_name: tests
+    file_sd_configs:
+      - files: ["{targets}/*.json"]
+        refresh_interval: 1s
+""")
+    entry = procs.spawn("prometheus", [
+        "prometheus", f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
+    ])
+    url = f"http://127.0.0.1:{port}"
+    env = {"PROMETHEUS_URL": url, "PROMETHEUS_TARGETS_DIR": str(targets),
+           "PROMTOOL": shutil.which("promtool") or "promtool"}
+    return env, lambda: procs.wait_until(entry, "ready", lambda: http_ok(f"{url}/-/ready"), 60)

@@ -1,0 +1,187 @@
+"""Installs what the environment and the build need, once, caching under ~/.cache/trendstream.
+
+Debian packages come from apt; Kafka's jars from Maven Central through mvn; the GCS emulator from
+PyPI into a virtualenv; etcd, the Kubernetes control plane and kwok are built from their Go
+modules (wrapper modules under e2e/env/go). Each cached artefact lives in a directory named by a
+hash of the file that pins it, so a changed pin builds anew and an unchanged one is reused.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from . import paths
+from .log import phase, say
+
+# Debian packages: what the Rust build needs (rdkafka's bundled librdkafka is built with cmake)
+# and the servers the environment runs.
+BUILD_PACKAGES = ["cmake", "g++", "pkg-config", "zlib1g-dev", "libcurl4-openssl-dev", "libssl-dev",
+                  "make", "openssl"]
+COMPONENT_PACKAGES = {
+    "redis": ["redis-server"],
+    "postgres": ["postgresql"],
+    "prometheus": ["prometheus"],
+    "kafka": ["maven", "default-jre-headless"],
+    "gcs": ["python3-venv"],
+}
+
+
+def _missing_packages(packages: list[str]) -> list[str]:
+    missing = []
+    for package in packages:
+        result = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
+                                capture_output=True, text=True)
+        if "install ok installed" not in result.stdout:
+            missing.append(package)
+    return missing
+
+
+def _tool_present(package: str) -> bool:
+    """Tools the machine may have from outside Debian (Java, Maven, Python venv)."""
+    if package == "maven":
+        return shutil.which("mvn") is not None
+    if package == "default-jre-headless":
+        return shutil.which("java") is not None
+    if package == "python3-venv":
+        return subprocess.run(["python3", "-c", "import venv, ensurepip"],
+                              capture_output=True).returncode == 0
+    return False
+
+
+def apt_packages(packages: list[str]) -> None:
+    missing = [p for p in _missing_packages(packages) if not _tool_present(p)]
+    if not missing:
+        return
+    with phase(f"apt-get install {' '.join(missing)}"):
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing,
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def _pin_hash(*files: Path) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _cached(name: str, *pins: Path) -> tuple[Path, bool]:
+    """The cache directory for `name` at these pins, and whether a build there completed."""
+    target = paths.CACHE / f"{name}-{_pin_hash(*pins)}"
+    return target, (target / ".complete").exists()
+
+
+def _mark_complete(target: Path) -> None:
+    (target / ".complete").write_text("")
+
+
+def kafka() -> Path:
+    """Kafka's jars (broker and runtime dependencies), resolved by Maven. Returns the libs dir."""
+    pom = paths.ENV_DIR / "kafka" / "pom.xml"
+    target, done = _cached("kafka", pom)
+    libs = target / "libs"
+    if not done:
+        with phase("resolve Apache Kafka from Maven Central"):
+            shutil.rmtree(target, ignore_errors=True)
+            subprocess.run(["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                            "-DincludeScope=runtime", f"-DoutputDirectory={libs}"], check=True)
+            _mark_complete(target)
+    return libs
+
+
+def python_tools() -> Path:
+    """A virtualenv with the PyPI tools the environment runs. Returns its bin dir."""
+    requirements = paths.ENV_DIR / "requirements.txt"
+    target, done = _cached("venv", requirements)
+    if not done:
+        with phase("install PyPI tools into a virtualenv"):
+            shutil.rmtree(target, ignore_errors=True)
+            subprocess.run(["python3", "-m", "venv", str(target)], check=True)
+            subprocess.run([str(target / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                            "-r", str(requirements)], check=True)
+            if module == "kwok":
+                _kwok_stages(source, target / "stages.yaml")
+            _mark_complete(target)
+    return target / "bin"
+
+
+# kwok's own stage sets: nodes initialise at once and keep a lease; pods become Ready at once,
+# complete, and go away when deleted.
+KWOK_STAGES = ["node/fast", "node/heartbeat-with-lease", "pod/fast"]
+
+
+def _kwok_stages(source: Path, target: Path) -> None:
+    """Concatenates the stage YAML that the kwok module ships into one --config file."""
+    module_dir = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"], cwd=source,
+                                check=True, capture_output=True, text=True).stdout.strip()
+    documents = []
+    for stage_set in KWOK_STAGES:
+        directory = Path(module_dir) / "kustomize" / "stage" / stage_set
+        kustomization = (directory / "kustomization.yaml").read_text()
+        for line in kustomization.splitlines():
+            if line.startswith("- "):
+                documents.append((directory / line[2:].strip()).read_text())
+    target.write_text("---\n".join(documents))
+
+
+def kwok_stages() -> Path:
+    return go_tools("kwok").parent / "stages.yaml"
+
+
+# Go wrapper modules and the commands each one builds.
+GO_TOOLS = {
+    "etcd": ["go.etcd.io/etcd/server/v3"],
+    "k8s": ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kubectl"],
+    "kwok": ["sigs.k8s.io/kwok/cmd/kwok"],
+}
+
+
+def go_tools(module: str) -> Path:
+    """Builds the commands of one wrapper module under e2e/env/go. Returns the bin dir."""
+    source = paths.ENV_DIR / "go" / module
+    target, done = _cached(f"go-{module}", source / "go.mod", source / "go.sum")
+    if not done:
+        if shutil.which("go") is None:
+            raise RuntimeError("the Go toolchain is needed to build the Kubernetes test control plane; "
+                               "install Go 1.26 or newer")
+        with phase(f"build {module} from its Go module (cached afterwards)"):
+            bin_dir = target / "bin"
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", f"{bin_dir}/"]
+                           + GO_TOOLS[module], cwd=source, check=True)
+            if module == "etcd":
+                # etcd's main package is its server module's root, go.etcd.io/etcd/server/v3,
+                # which `go build` names "server".
+                (bin_dir / "server").rename(bin_dir / "etcd")
+            if module == "kwok":
+                _kwok_stages(source, target / "stages.yaml")
+            _mark_complete(target)
+    return target / "bin"
+
+
+# kwok's own stage sets: nodes initialise at once and keep a lease; pods become Ready at once,
+# complete, and go away when deleted.
+KWOK_STAGES = ["node/fast", "node/heartbeat-with-lease", "pod/fast"]
+
+
+def _kwok_stages(source: Path, target: Path) -> None:
+    """Concatenates the stage YAML that the kwok module ships into one --config file."""
+    module_dir = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"], cwd=source,
+                                check=True, capture_output=True, text=True).stdout.strip()
+    documents = []
+    for stage_set in KWOK_STAGES:
+        directory = Path(module_dir) / "kustomize" / "stage" / stage_set
+        kustomization = (directory / "kustomization.yaml").read_text()
+        for line in kustomization.splitlines():
+            if line.startswith("- "):
+                documents.append((directory / line[2:].strip()).read_text())
+    target.write_text("---\n".join(documents))
+
+
+def kwok_stages() -> Path:
+    return go_tools("kwok").parent / "stages.yaml"

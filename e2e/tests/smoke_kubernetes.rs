@@ -1,0 +1,182 @@
+//! Kubernetes smoke test against the real kube-apiserver, controller-manager and scheduler,
+//! with kwok standing in for the kubelet of one node.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use trendstream_e2e::{TestEnv, unique_name};
+
+fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    use std::io::Write;
+    let mut child = Command::new(env.get("KUBECTL")?)
+        .arg("--kubeconfig")
+        .arg(env.get("KUBECONFIG")?)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+async fn client(env: &TestEnv) -> anyhow::Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(Path::new(env.get("KUBECONFIG")?))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+async fn with_namespace<F, Fut>(env: &TestEnv, test: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let client = client(env).await?;
+    let namespace = unique_name("smoke");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut object = Namespace::default();
+    object.metadata.name = Some(namespace.clone());
+    namespaces.create(&PostParams::default(), &object).await?;
+    let result = test(client, namespace.clone()).await;
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await?;
+    result
+}
+
+#[tokio::test]
+async fn a_crd_and_resource_applied_with_kubectl_read_back_with_kube_rs() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    println!("kube-apiserver at {}", env.get("KUBE_APISERVER_URL")?);
+    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/widget-crd.yaml");
+    kubectl(&env, &["apply", "-f", &crd.to_string_lossy()], None)?;
+    kubectl(
+        &env,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/smokewidgets.smoke.trendstream.io",
+        ],
+        None,
+    )?;
+    let kubectl_env = env.clone();
+    with_namespace(&env, |client, namespace| async move {
+        let env = kubectl_env;
+        let manifest = format!(
+            "apiVersion: smoke.trendstream.io/v1\nkind: SmokeWidget\nmetadata:\n  name: fraud\n  namespace: {namespace}\nspec:\n  partitions: 12\n  processor: fraud-detector\n"
+        );
+        kubectl(&env, &["apply", "-f", "-"], Some(&manifest))?;
+
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("smoke.trendstream.io", "v1", "SmokeWidget"));
+        let widgets: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
+        let widget = widgets.get("fraud").await?;
+        assert_eq!(widget.data["spec"]["partitions"], 12);
+        assert_eq!(widget.data["spec"]["processor"], "fraud-detector");
+
+        // The API server enforces the CRD's schema.
+        let invalid = manifest.replace("partitions: 12", "partitions: 0");
+        let rejected = kubectl(&env, &["apply", "-f", "-"], Some(&invalid)).unwrap_err().to_string();
+        assert!(rejected.contains("spec.partitions"), "{rejected}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_deployment_gets_a_ready_pod_on_the_kwok_node() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let node = env.get("KWOK_NODE")?.to_owned();
+    println!(
+        "kube-apiserver at {}, kwok node {node}",
+        env.get("KUBE_APISERVER_URL")?
+    );
+    with_namespace(&env, |client, namespace| async move {
+        let deployment: Deployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": { "name": "smoke" },
+            "spec": {
+                "replicas": 2,
+                "selector": { "matchLabels": { "app": "smoke" } },
+                "template": {
+                    "metadata": { "labels": { "app": "smoke" } },
+                    "spec": { "containers": [{ "name": "app", "image": "trendstream/smoke:1" }] }
+                }
+            }
+        }))?;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await?;
+
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let list = pods
+                .list(&ListParams::default().labels("app=smoke"))
+                .await?;
+            let ready: Vec<&Pod> = list.items.iter().filter(|pod| is_ready(pod)).collect();
+            if ready.len() == 2 {
+                for pod in ready {
+                    let spec = pod.spec.as_ref();
+                    assert_eq!(
+                        spec.and_then(|s| s.node_name.as_deref()),
+                        Some(node.as_str())
+                    );
+                }
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "pods not Ready in time: {:?}",
+                list.items
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let status = deployments.get("smoke").await?.status.unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut ready_replicas = status.ready_replicas;
+        while ready_replicas != Some(2) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            ready_replicas = deployments
+                .get("smoke")
+                .await?
+                .status
+                .and_then(|s| s.ready_replicas);
+        }
+        assert_eq!(
+            ready_replicas,
+            Some(2),
+            "the Deployment reports its replicas Ready"
+        );
+        Ok(())
+    })
+    .await
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}

@@ -1,0 +1,48 @@
+//! Flags every service shares, read from the command line or the environment
+//! (the operator sets environment variables).
+
+use crate::telemetry::{LogFormat, init_tracing};
+use clap::Args;
+use std::net::SocketAddr;
+
+/// Options common to every TrendStream binary.
+#[derive(Debug, Clone, Args)]
+pub struct CommonOptions {
+    /// Address of the HTTP server for /metrics and /health/*.
+    #[arg(long, env = "TRENDSTREAM_HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: SocketAddr,
+
+    /// Log format: text for terminals, json for clusters.
+    #[arg(
+        long,
+        env = "TRENDSTREAM_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Validate the configuration, print it and exit without starting.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl CommonOptions {
+    /// Installs logging. Separate from parsing so `--help` never touches global state.
+    pub fn init(&self) {
+        init_tracing(self.log_format);
+    }
+}
+
+/// A service configuration: clap-parsed, with the common options inside.
+pub trait ServiceConfig: clap::Parser + std::fmt::Debug {
+    fn common(&self) -> &CommonOptions;
+}
+
+/// Parses the configuration (clap exits with a message naming the bad flag or variable),
+/// installs logging and logs what was read.
+pub fn load_config<C: ServiceConfig>(service: &str) -> C {
+    let config = C::parse();
+    config.common().init();
+    tracing::info!(service, ?config, "configuration loaded");
+    config
+}
