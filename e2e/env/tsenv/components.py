@@ -9,6 +9,7 @@ import base64
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import urllib.request
@@ -152,7 +153,7 @@ def start_postgres():
         # No fsync: test data need not survive a crash. synchronous_commit stays on, since logical
         # decoding only sees WAL that has been flushed.
         "-c", "fsync=off", "-c", "full_page_writes=off",
-    ], user=user)
+    ], user=user, stop_signal=signal.SIGINT)
 
     def ready():
         if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:

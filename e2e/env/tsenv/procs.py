@@ -61,6 +61,20 @@ class Started:
     pid: int
     start: str
     log: str
+    # The signal that asks for an orderly stop (PostgreSQL: SIGINT, its "fast" shutdown, which
+    # does not wait for clients to disconnect).
+    stop_signal: int = signal.SIGTERM
+
+
+# Popen handles of the processes this Python process started, so they are reaped when they exit
+# (a dead, unreaped child would otherwise linger as a zombie until `up` exits).
+_children: dict[int, subprocess.Popen] = {}
+
+
+def _reap() -> None:
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[pid]
 
 
 def load_started() -> list[Started]:
@@ -76,7 +90,7 @@ def _save_started(started: list[Started]) -> None:
 
 
 def spawn(name: str, argv: list[str], *, cwd: Path | None = None, env: dict | None = None,
-          user: str | None = None) -> Started:
+          user: str | None = None, stop_signal: int = signal.SIGTERM) -> Started:
     """Starts `argv` in a new session with output to logs/<name>.log and records its PID."""
     paths.LOGS.mkdir(parents=True, exist_ok=True)
     log_path = paths.LOGS / f"{name}.log"
@@ -85,7 +99,9 @@ def spawn(name: str, argv: list[str], *, cwd: Path | None = None, env: dict | No
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, user=user, group=user,
         )
-    entry = Started(name=name, pid=proc.pid, start=start_time(proc.pid) or "", log=str(log_path))
+    _children[proc.pid] = proc
+    entry = Started(name=name, pid=proc.pid, start=start_time(proc.pid) or "", log=str(log_path),
+                    stop_signal=int(stop_signal))
     started = load_started()
     started.append(entry)
     _save_started(started)
@@ -93,6 +109,7 @@ def spawn(name: str, argv: list[str], *, cwd: Path | None = None, env: dict | No
 
 
 def is_ours(entry: Started) -> bool:
+    _reap()
     return start_time(entry.pid) == entry.start
 
 
@@ -129,19 +146,21 @@ def tcp_open(port: int) -> bool:
 
 
 def stop(entry: Started, grace: float = 15.0) -> None:
-    """SIGTERM to the component's process group, SIGKILL after `grace` seconds."""
+    """The stop signal to the component's process group, SIGKILL after `grace` seconds."""
     if not is_ours(entry):
         # Gone already, or its PID now belongs to another process: not ours to signal.
         return
-    _signal_group(entry.pid, signal.SIGTERM)
+    _signal_group(entry.pid, entry.stop_signal)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and group_members(entry.pid):
+        _reap()
         time.sleep(0.2)
     if group_members(entry.pid):
         say(f"{entry.name}: still running after {grace:.0f}s, sending SIGKILL")
         _signal_group(entry.pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and group_members(entry.pid):
+            _reap()
             time.sleep(0.1)
 
 
@@ -152,11 +171,12 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def stop_all() -> list[str]:
+def stop_all(grace: float = 15.0) -> list[str]:
     """Stops every recorded component, newest first; returns the names of any still running."""
     started = load_started()
     for entry in reversed(started):
-        stop(entry)
+        stop(entry, grace)
+    _reap()
     left = [e.name for e in started if group_members(e.pid)]
     if not left:
         paths.PIDS_FILE.unlink(missing_ok=True)
