@@ -103,8 +103,6 @@ def python_tools() -> Path:
             subprocess.run(["python3", "-m", "venv", str(target)], check=True)
             subprocess.run([str(target / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
                             "-r", str(requirements)], check=True)
-            if module == "kwok":
-                _kwok_stages(source, target / "stages.yaml")
             _mark_complete(target)
     return target / "bin"
 
