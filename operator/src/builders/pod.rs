@@ -1,0 +1,338 @@
+//! The pod template every replica runs, with its configuration: the ServiceAccount (Workload
+//! Identity), the ConfigMap of files, and the environment the runtime reads its typed config from.
+
+use super::metadata::JobMeta;
+use super::{BuildError, Defaults};
+use crate::crd::{StreamJob, UpgradeMode};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource,
+    SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+pub const HTTP_PORT: i32 = 9090;
+pub const STATE_MOUNT: &str = "/var/lib/trendstream";
+const CONFIG_MOUNT: &str = "/etc/trendstream";
+const FRAUD_RULES_KEY: &str = "fraud-rules.yaml";
+/// Pod-template annotation holding a hash of the ConfigMap, so a config change rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "trendstream.io/config-hash";
+const WORKLOAD_IDENTITY_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+/// Distroless "nonroot".
+const NON_ROOT_ID: i64 = 65532;
+
+pub(super) fn service_account(meta: &JobMeta, job: &StreamJob) -> ServiceAccount {
+    let mut metadata = meta.child(meta.name.clone());
+    if let Some(identity) = &job.spec.identity {
+        metadata.annotations = Some(BTreeMap::from([(
+            WORKLOAD_IDENTITY_ANNOTATION.to_owned(),
+            identity.gcp_service_account.clone(),
+        )]));
+    }
+    ServiceAccount {
+        metadata,
+        // Workload Identity works through the metadata server; no token needs mounting.
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    }
+}
+
+pub(super) fn config_map(meta: &JobMeta, job: &StreamJob) -> ConfigMap {
+    let mut data = BTreeMap::new();
+    if let Some(rules) = &job.spec.config.fraud_rules {
+        data.insert(FRAUD_RULES_KEY.to_owned(), rules.clone());
+    }
+    ConfigMap {
+        metadata: meta.child(meta.name.clone()),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+fn config_hash(config_map: &ConfigMap) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in config_map.data.iter().flatten() {
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn env_from_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The environment of the runtime's typed configuration (services/runtime reads these names).
+fn environment(job: &StreamJob, namespace: &str, name: &str, partitions: i32) -> Vec<EnvVar> {
+    let spec = &job.spec;
+    let kafka = &spec.kafka;
+    let mut vars = vec![
+        env("TRENDSTREAM_JOB", name),
+        env("TRENDSTREAM_PROCESSOR", spec.processor.name()),
+        env("TRENDSTREAM_HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}")),
+        env("TRENDSTREAM_LOG_FORMAT", "json"),
+        env_from_field("POD_NAME", "metadata.name"),
+        env_from_field("POD_NAMESPACE", "metadata.namespace"),
+    ];
+    if spec.processor.is_stateful() {
+        let inputs: Vec<&str> = if kafka.input_topics.is_empty() {
+            spec.processor.default_input_topics().to_vec()
+        } else {
+            kafka.input_topics.iter().map(String::as_str).collect()
+        };
+        let output = kafka
+            .output_topic
+            .as_deref()
+            .or(spec.processor.default_output_topic())
+            .unwrap_or_default();
+        let group = kafka
+            .consumer_group
+            .clone()
+            .unwrap_or_else(|| format!("{namespace}.{name}"));
+        let upgrade_mode = match spec.upgrade_mode {
+            UpgradeMode::Stateless => "stateless",
+            UpgradeMode::LastState => "last-state",
+        };
+        vars.extend([
+            // The StatefulSet controller labels each pod with its ordinal (Kubernetes >= 1.28).
+            env_from_field(
+                "REPLICA_INDEX",
+                "metadata.labels['apps.kubernetes.io/pod-index']",
+            ),
+            env(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                kafka.bootstrap_servers.clone().unwrap_or_default(),
+            ),
+            env("KAFKA_INPUT_TOPICS", inputs.join(",")),
+            env("KAFKA_OUTPUT_TOPIC", output),
+            env("KAFKA_CONSUMER_GROUP", group),
+            env("KAFKA_PARTITIONS", partitions.to_string()),
+            env("STATE_DIR", format!("{STATE_MOUNT}/state")),
+            env("CHECKPOINT_INTERVAL", spec.checkpoint.interval.clone()),
+            env("CHECKPOINT_RETAINED", spec.checkpoint.retained.to_string()),
+            env("UPGRADE_MODE", upgrade_mode),
+            env(
+                "MAX_OUT_OF_ORDERNESS",
+                spec.config.max_out_of_orderness.clone(),
+            ),
+            env("ALLOWED_LATENESS", spec.config.allowed_lateness.clone()),
+            env("SESSION_GAP", spec.config.session_gap.clone()),
+            env("WINDOW_SIZE", spec.config.window_size.clone()),
+        ]);
+        if let Some(gcs) = spec.checkpoint.gcs.as_ref().filter(|g| g.enabled) {
+            vars.push(env("GCS_BUCKET", gcs.bucket.clone().unwrap_or_default()));
+            vars.push(env(
+                "GCS_PREFIX",
+                gcs.prefix
+                    .clone()
+                    .unwrap_or_else(|| format!("{namespace}/{name}")),
+            ));
+        }
+        if spec.config.fraud_rules.is_some() {
+            vars.push(env(
+                "FRAUD_RULES_FILE",
+                format!("{CONFIG_MOUNT}/{FRAUD_RULES_KEY}"),
+            ));
+        }
+    }
+    if let Some(redis) = &spec.redis {
+        vars.push(env("REDIS_URL", redis.url.clone()));
+        if let Some(secret) = &redis.password_secret_ref {
+            vars.push(EnvVar {
+                name: "REDIS_PASSWORD".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.name.clone(),
+                        key: "password".into(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            });
+        }
+    }
+    vars
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity("250m".into())),
+            ("memory".to_owned(), Quantity("256Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity("1Gi".into()),
+        )])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    }
+}
+
+pub(super) fn template(
+    meta: &JobMeta,
+    job: &StreamJob,
+    partitions: i32,
+    defaults: &Defaults,
+    config_map: &ConfigMap,
+) -> Result<PodTemplateSpec, BuildError> {
+    let spec = &job.spec;
+    let image = spec.image.clone().unwrap_or_else(|| {
+        format!(
+            "{}/{}:{}",
+            defaults.image_registry,
+            spec.processor.name(),
+            defaults.image_tag
+        )
+    });
+    if image.trim().is_empty() {
+        return Err(BuildError::InvalidSpec {
+            field: "image",
+            message: "must not be empty".into(),
+        });
+    }
+    let mut mounts = vec![
+        mount("tmp", "/tmp", false),
+        mount("config", CONFIG_MOUNT, true),
+    ];
+    if spec.processor.is_stateful() {
+        mounts.push(mount("state", STATE_MOUNT, false));
+    }
+    let container = Container {
+        name: spec.processor.name().to_owned(),
+        image: Some(image),
+        env: Some(environment(job, &meta.namespace, &meta.name, partitions)),
+        env_from: spec.kafka.security_secret_ref.as_ref().map(|secret| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: secret.name.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvFromSource::default()
+            }]
+        }),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: HTTP_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe("/health/live", 10, 3)),
+        readiness_probe: Some(probe("/health/ready", 5, 3)),
+        // Restoring a partition from GCS can take a while; don't kill the pod meanwhile.
+        startup_probe: Some(probe("/health/live", 5, 60)),
+        resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    let volumes = vec![
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(Default::default()),
+            ..Volume::default()
+        },
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: meta.name.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    Ok(PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(meta.labels.clone()),
+            annotations: Some(BTreeMap::from([
+                (CONFIG_HASH_ANNOTATION.to_owned(), config_hash(config_map)),
+                ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+                ("prometheus.io/port".to_owned(), HTTP_PORT.to_string()),
+                ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+            ])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(meta.name.clone()),
+            automount_service_account_token: Some(false),
+            // Finish the batch, commit and checkpoint (DESIGN.md "Graceful shutdown").
+            termination_grace_period_seconds: Some(60),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(NON_ROOT_ID),
+                run_as_group: Some(NON_ROOT_ID),
+                fs_group: Some(NON_ROOT_ID),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![container],
+            volumes: Some(volumes),
+            ..PodSpec::default()
+        }),
+    })
+}

@@ -1,0 +1,476 @@
+//! The reconciler: applies the builders' desired state with server-side apply, observes the
+//! workload and the broker, and reports status, conditions and Events.
+
+use crate::builders::{
+    self, BuildError, Defaults, Desired, FIELD_MANAGER, Workload, selector_labels,
+};
+use crate::crd::{OnDelete, Phase, StreamJob, StreamJobStatus};
+use crate::kafka::KafkaInspector;
+use crate::metrics::Metrics;
+use crate::status::{self, Observed};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const FINALIZER: &str = "trendstream.io/cleanup";
+
+/// How often a healthy job is looked at again (consumer lag moves without any watch event).
+const RESYNC: Duration = Duration::from_secs(30);
+/// How often a job that is still converging is looked at again.
+const CONVERGING: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("invalid StreamJob: {0}")]
+    Build(#[from] BuildError),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// For metrics and logs: API trouble is transient, a bad spec waits for a new spec.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "api",
+            Self::Build(_) => "spec",
+            Self::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+/// What every reconciliation shares.
+pub struct Context {
+    pub client: Client,
+    pub defaults: Defaults,
+    pub kafka: KafkaInspector,
+    pub reporter: Reporter,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per job, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        defaults: Defaults,
+        kafka: KafkaInspector,
+        reporter: Reporter,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            defaults,
+            kafka,
+            reporter,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn record_outcome(&self, key: &str, failed: bool) -> u32 {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if failed {
+            let count = failures.entry(key.to_owned()).or_default();
+            *count += 1;
+            *count
+        } else {
+            failures.remove(key);
+            0
+        }
+    }
+}
+
+fn key(job: &StreamJob) -> String {
+    format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
+}
+
+pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = job
+        .namespace()
+        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let api: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let job_key = key(&job);
+    let result = finalizer(&api, FINALIZER, job, |event| async {
+        match event {
+            Event::Apply(job) => apply(&job, &ctx).await,
+            Event::Cleanup(job) => cleanup(&job, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|err| Error::Finalizer(Box::new(err)));
+    ctx.metrics.observe(
+        result.as_ref().err().map(Error::category),
+        started.elapsed(),
+    );
+    if result.is_ok() {
+        ctx.record_outcome(&job_key, false);
+    }
+    result
+}
+
+/// Retries with exponential backoff: 1 s, 2 s, 4 s ... up to 5 minutes.
+pub fn error_policy(job: Arc<StreamJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    let attempts = ctx.record_outcome(&key(&job), true);
+    let delay = backoff(attempts);
+    tracing::warn!(job = %key(&job), category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+pub fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
+    let namespace = job
+        .namespace()
+        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let name = job.name_any();
+    let mut observed = Observed {
+        generation: job.metadata.generation,
+        suspended: job.spec.suspend,
+        selector: selector_string(&name),
+        partitions: job
+            .spec
+            .kafka
+            .partitions
+            .or(job.status.as_ref().and_then(|s| s.partitions)),
+        ..Observed::default()
+    };
+
+    let partitions = match partitions(job, ctx).await {
+        Ok(partitions) => partitions,
+        Err(message) => {
+            observed.blocked = Some(("PartitionsUnknown".into(), message));
+            report(job, ctx, &observed).await?;
+            return Ok(Action::requeue(RESYNC));
+        }
+    };
+    observed.partitions = Some(partitions);
+
+    let current = current_replicas(job, &namespace, &name, ctx).await?;
+    let desired = match builders::desired(job, partitions, current, &ctx.defaults) {
+        Ok(desired) => desired,
+        Err(err) => {
+            observed.blocked = Some(("InvalidSpec".into(), err.to_string()));
+            report(job, ctx, &observed).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    apply_children(&desired, &namespace, ctx).await?;
+    observe_workload(&desired, &namespace, &name, ctx, &mut observed).await?;
+    if job.spec.processor.is_stateful() && !job.spec.suspend {
+        observed.consumer_lag = lag(job, ctx).await;
+    }
+    let phase = report(job, ctx, &observed).await?;
+    Ok(Action::requeue(
+        if phase == Phase::Running || phase == Phase::Suspended {
+            RESYNC
+        } else {
+            CONVERGING
+        },
+    ))
+}
+
+/// The replica count the workload runs now, `None` before it exists.
+async fn current_replicas(
+    job: &StreamJob,
+    namespace: &str,
+    name: &str,
+    ctx: &Context,
+) -> Result<Option<i32>, Error> {
+    let replicas = if job.spec.processor.is_stateful() {
+        Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .and_then(|sts| sts.spec.and_then(|s| s.replicas))
+    } else {
+        Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .and_then(|d| d.spec.and_then(|s| s.replicas))
+    };
+    Ok(replicas)
+}
+
+/// The partition count: from the spec, else from the broker.
+async fn partitions(job: &StreamJob, ctx: &Context) -> Result<i32, String> {
+    if let Some(partitions) = job.spec.kafka.partitions {
+        return Ok(partitions);
+    }
+    if !job.spec.processor.is_stateful() {
+        return Ok(1);
+    }
+    let Some(bootstrap) = job.spec.kafka.bootstrap_servers.as_deref() else {
+        return Err("spec.kafka.bootstrapServers is not set".into());
+    };
+    let topics = input_topics(job);
+    ctx.kafka
+        .partitions(bootstrap, &topics)
+        .await
+        .map_err(|err| {
+            format!(
+                "cannot discover the partitions of {}: {err}",
+                topics.join(",")
+            )
+        })
+}
+
+async fn lag(job: &StreamJob, ctx: &Context) -> Option<i64> {
+    let bootstrap = job.spec.kafka.bootstrap_servers.as_deref()?;
+    let group = consumer_group(job);
+    match ctx.kafka.lag(bootstrap, &group, &input_topics(job)).await {
+        Ok(lag) => Some(lag),
+        Err(err) => {
+            tracing::debug!(job = %key(job), %err, "consumer lag unavailable");
+            job.status.as_ref().and_then(|s| s.consumer_lag)
+        }
+    }
+}
+
+fn input_topics(job: &StreamJob) -> Vec<String> {
+    if job.spec.kafka.input_topics.is_empty() {
+        job.spec
+            .processor
+            .default_input_topics()
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect()
+    } else {
+        job.spec.kafka.input_topics.clone()
+    }
+}
+
+fn consumer_group(job: &StreamJob) -> String {
+    job.spec
+        .kafka
+        .consumer_group
+        .clone()
+        .unwrap_or_else(|| format!("{}.{}", job.namespace().unwrap_or_default(), job.name_any()))
+}
+
+fn selector_string(name: &str) -> String {
+    selector_labels(name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply_children(desired: &Desired, namespace: &str, ctx: &Context) -> Result<(), Error> {
+    let client = &ctx.client;
+    apply_one(client, namespace, &desired.service_account).await?;
+    apply_one(client, namespace, &desired.config_map).await?;
+    apply_one(client, namespace, &desired.service).await?;
+    match &desired.workload {
+        Workload::Stateful {
+            stateful_set,
+            headless,
+        } => {
+            apply_one(client, namespace, headless.as_ref()).await?;
+            apply_one(client, namespace, stateful_set.as_ref()).await?;
+        }
+        Workload::Stateless(deployment) => {
+            apply_one(client, namespace, deployment.as_ref()).await?
+        }
+    }
+    apply_one(client, namespace, &desired.disruption_budget).await?;
+    let name = desired.service.metadata.name.clone().unwrap_or_default();
+    match &desired.autoscaler {
+        Some(hpa) => apply_one(client, namespace, hpa).await?,
+        None => {
+            let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn observe_workload(
+    desired: &Desired,
+    namespace: &str,
+    name: &str,
+    ctx: &Context,
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    match &desired.workload {
+        Workload::Stateful { .. } => {
+            let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace)
+                .get(name)
+                .await?;
+            let spec_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let status = sts.status.unwrap_or_default();
+            observed.desired_replicas = spec_replicas;
+            observed.current_replicas = status.replicas;
+            observed.ready_replicas = status.ready_replicas.unwrap_or(0);
+            observed.rolled_out = status.observed_generation >= sts.metadata.generation
+                && status.updated_replicas.unwrap_or(0) >= spec_replicas.min(status.replicas);
+        }
+        Workload::Stateless(_) => {
+            let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
+                .get(name)
+                .await?;
+            let spec_replicas = deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1);
+            let status = deployment.status.unwrap_or_default();
+            observed.desired_replicas = spec_replicas;
+            observed.current_replicas = status.replicas.unwrap_or(0);
+            observed.ready_replicas = status.ready_replicas.unwrap_or(0);
+            observed.rolled_out = status.observed_generation >= deployment.metadata.generation
+                && status.updated_replicas.unwrap_or(0) >= spec_replicas;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the status when it changed, and an Event when the phase did.
+async fn report(job: &StreamJob, ctx: &Context, observed: &Observed) -> Result<Phase, Error> {
+    let previous = job.status.as_ref();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new = status::status(observed, previous, now);
+    let phase = new.phase.unwrap_or(Phase::Pending);
+    if previous != Some(&new) {
+        let api: Api<StreamJob> =
+            Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+        let patch = serde_json::json!({ "status": new });
+        api.patch_status(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    let previous_phase = previous.and_then(|s| s.phase);
+    if previous_phase != Some(phase) {
+        publish(job, ctx, phase, &new, previous_phase).await;
+    }
+    Ok(phase)
+}
+
+async fn publish(
+    job: &StreamJob,
+    ctx: &Context,
+    phase: Phase,
+    status: &StreamJobStatus,
+    previous: Option<Phase>,
+) {
+    let message = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    let type_ = if matches!(phase, Phase::Degraded | Phase::Failed) {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    let note = match previous {
+        Some(previous) => format!("{} -> {}: {message}", previous.as_str(), phase.as_str()),
+        None => format!("{}: {message}", phase.as_str()),
+    };
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let event = KubeEvent {
+        type_,
+        reason: phase.as_str().to_owned(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, &job.object_ref(&())).await {
+        tracing::warn!(job = %key(job), %err, "could not publish event");
+    }
+}
+
+/// Runs before the job goes away: the children go with it through their owner references
+/// (the garbage collector); what is not owned is cleaned up here, per `checkpoint.onDelete`.
+async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
+    let namespace = job.namespace().unwrap_or_default();
+    if job.spec.processor.is_stateful() && job.spec.checkpoint.on_delete == OnDelete::Delete {
+        // StatefulSet volume claims are not owned by the job; delete them explicitly rather
+        // than rely on the StatefulSet's retention policy alone.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+        let selector = selector_string(&job.name_any());
+        claims
+            .delete_collection(
+                &DeleteParams::default(),
+                &ListParams::default().labels(&selector),
+            )
+            .await?;
+    }
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let note = match job.spec.checkpoint.on_delete {
+        OnDelete::Delete => "state volumes deleted; children removed with the job",
+        OnDelete::Retain => "state volumes and checkpoints retained; children removed with the job",
+    };
+    let event = KubeEvent {
+        type_: EventType::Normal,
+        reason: "Deleted".into(),
+        note: Some(note.into()),
+        action: "Cleanup".into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, &job.object_ref(&())).await {
+        tracing::warn!(job = %key(job), %err, "could not publish event");
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let delays: Vec<u64> = (1..=12).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+    }
+}

@@ -1,0 +1,12 @@
+//! The TrendStream operator: the `StreamJob` CRD, the builders of its children, and the
+//! reconciler that applies them and reports status.
+
+pub mod builders;
+pub mod controller;
+pub mod crd;
+pub mod duration;
+pub mod kafka;
+pub mod metrics;
+pub mod parallelism;
+pub mod runner;
+pub mod status;
