@@ -4,6 +4,10 @@
 //! an env file (`KEY=VALUE` lines). Tests read it through [`TestEnv`], so they never guess a
 //! port and always talk to the component `up` started.
 
+pub mod kafka;
+pub mod kube;
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -6,32 +6,12 @@
 //! such as Tansu, fail here).
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::time::{Duration, Instant};
+use trendstream_e2e::kafka::{TIMEOUT, create_topic};
 use trendstream_e2e::{TestEnv, unique_name};
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let results = runtime.block_on(admin.create_topics(
-        &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
-        &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-    ))?;
-    for result in results {
-        result.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
-    }
-    Ok(())
-}
 
 fn send_batch(
     producer: &ThreadedProducer<DefaultProducerContext>,
@@ -88,13 +68,13 @@ fn read_all(
     Ok(values)
 }
 
-#[test]
-fn read_committed_sees_the_committed_batch_and_not_the_aborted_one() -> anyhow::Result<()> {
+#[tokio::test(flavor = "multi_thread")]
+async fn read_committed_sees_the_committed_batch_and_not_the_aborted_one() -> anyhow::Result<()> {
     let env = TestEnv::load()?;
     let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?;
     println!("Apache Kafka broker at {bootstrap}");
     let topic = unique_name("smoke-tx");
-    create_topic(bootstrap, &topic)?;
+    create_topic(bootstrap, &topic, 3).await?;
 
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

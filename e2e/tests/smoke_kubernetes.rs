@@ -2,62 +2,13 @@
 //! with kwok standing in for the kubelet of one node.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Config};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-use trendstream_e2e::{TestEnv, unique_name};
-
-fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    use std::io::Write;
-    let mut child = Command::new(env.get("KUBECTL")?)
-        .arg("--kubeconfig")
-        .arg(env.get("KUBECONFIG")?)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        input.write_all(text.as_bytes())?;
-    }
-    let output = child.wait_with_output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8(output.stdout)?)
-}
-
-async fn client(env: &TestEnv) -> anyhow::Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(Path::new(env.get("KUBECONFIG")?))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
-}
-
-async fn with_namespace<F, Fut>(env: &TestEnv, test: F) -> anyhow::Result<()>
-where
-    F: FnOnce(Client, String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let client = client(env).await?;
-    let namespace = unique_name("smoke");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let mut object = Namespace::default();
-    object.metadata.name = Some(namespace.clone());
-    namespaces.create(&PostParams::default(), &object).await?;
-    let result = test(client, namespace.clone()).await;
-    namespaces
-        .delete(&namespace, &DeleteParams::default())
-        .await?;
-    result
-}
+use trendstream_e2e::TestEnv;
+use trendstream_e2e::kube::{client, kubectl, with_namespace};
 
 #[tokio::test]
 async fn a_crd_and_resource_applied_with_kubectl_read_back_with_kube_rs() -> anyhow::Result<()> {
@@ -75,16 +26,15 @@ async fn a_crd_and_resource_applied_with_kubectl_read_back_with_kube_rs() -> any
         ],
         None,
     )?;
-    let kubectl_env = env.clone();
-    with_namespace(&env, |client, namespace| async move {
-        let env = kubectl_env;
+    let client = client(&env).await?;
+    with_namespace(&client, "smoke", |client, namespace| async move {
         let manifest = format!(
             "apiVersion: smoke.trendstream.io/v1\nkind: SmokeWidget\nmetadata:\n  name: fraud\n  namespace: {namespace}\nspec:\n  partitions: 12\n  processor: fraud-detector\n"
         );
         kubectl(&env, &["apply", "-f", "-"], Some(&manifest))?;
 
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("smoke.trendstream.io", "v1", "SmokeWidget"));
-        let widgets: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
+        let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
         let widget = widgets.get("fraud").await?;
         assert_eq!(widget.data["spec"]["partitions"], 12);
         assert_eq!(widget.data["spec"]["processor"], "fraud-detector");
@@ -106,7 +56,8 @@ async fn a_deployment_gets_a_ready_pod_on_the_kwok_node() -> anyhow::Result<()> 
         "kube-apiserver at {}, kwok node {node}",
         env.get("KUBE_APISERVER_URL")?
     );
-    with_namespace(&env, |client, namespace| async move {
+    let client = client(&env).await?;
+    with_namespace(&client, "smoke", |client, namespace| async move {
         let deployment: Deployment = serde_json::from_value(serde_json::json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",

@@ -29,8 +29,13 @@ pub const FINALIZER: &str = "trendstream.io/cleanup";
 
 /// How often a healthy job is looked at again (consumer lag moves without any watch event).
 const RESYNC: Duration = Duration::from_secs(30);
-/// How often a job that is still converging is looked at again.
-const CONVERGING: Duration = Duration::from_secs(5);
+/// How often a job that is still converging is looked at again. Changes of its workload
+/// trigger a reconciliation anyway; this only bounds how long a missed one can go unnoticed,
+/// without loading the API server when hundreds of jobs converge at once.
+const CONVERGING: Duration = Duration::from_secs(15);
+/// How long an unchanged desired state goes without being applied again: the bound on how long
+/// a child changed or deleted by hand stays that way (a deleted workload is noticed at once).
+const REAPPLY: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,6 +71,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per job, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Per job, the fingerprint of the children last applied and when: an unchanged desired
+    /// state is not sent again until REAPPLY has passed (server-side apply of an unchanged
+    /// object still costs the API server a full merge).
+    applied: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl Context {
@@ -83,7 +92,23 @@ impl Context {
             reporter,
             metrics,
             failures: Mutex::default(),
+            applied: Mutex::default(),
         }
+    }
+
+    fn applied_recently(&self, key: &str, fingerprint: &str) -> bool {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        applied
+            .get(key)
+            .is_some_and(|(last, at)| last == fingerprint && at.elapsed() < REAPPLY)
+    }
+
+    fn remember_applied(&self, key: &str, fingerprint: Option<String>) {
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        match fingerprint {
+            Some(fingerprint) => applied.insert(key.to_owned(), (fingerprint, Instant::now())),
+            None => applied.remove(key),
+        };
     }
 
     fn record_outcome(&self, key: &str, failed: bool) -> u32 {
@@ -170,7 +195,8 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     };
     observed.partitions = Some(partitions);
 
-    let current = current_replicas(job, &namespace, &name, ctx).await?;
+    let existing = fetch_workload(job, &namespace, &name, ctx).await?;
+    let current = existing.as_ref().map(|w| w.spec_replicas);
     let desired = match builders::desired(job, partitions, current, &ctx.defaults) {
         Ok(desired) => desired,
         Err(err) => {
@@ -179,8 +205,21 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    apply_children(&desired, &namespace, ctx).await?;
-    observe_workload(&desired, &namespace, &name, ctx, &mut observed).await?;
+    let fingerprint = desired.fingerprint();
+    let job_key = key(job);
+    let workload = match existing {
+        Some(existing) if ctx.applied_recently(&job_key, &fingerprint) => existing,
+        _ => {
+            ctx.remember_applied(&job_key, None);
+            let applied = apply_children(&desired, &namespace, ctx).await?;
+            ctx.remember_applied(&job_key, Some(fingerprint));
+            applied
+        }
+    };
+    observed.desired_replicas = workload.spec_replicas;
+    observed.current_replicas = workload.replicas;
+    observed.ready_replicas = workload.ready_replicas;
+    observed.rolled_out = workload.rolled_out;
     if job.spec.processor.is_stateful() && !job.spec.suspend {
         observed.consumer_lag = lag(job, ctx).await;
     }
@@ -194,25 +233,66 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     ))
 }
 
-/// The replica count the workload runs now, `None` before it exists.
-async fn current_replicas(
+/// The workload (StatefulSet or Deployment) as the API server reports it.
+#[derive(Debug, Clone, PartialEq)]
+struct WorkloadState {
+    /// Replicas asked for (by the operator, or by the HPA).
+    spec_replicas: i32,
+    /// Replicas created.
+    replicas: i32,
+    ready_replicas: i32,
+    /// The workload controller has seen the latest spec and updated every replica to it.
+    rolled_out: bool,
+}
+
+impl WorkloadState {
+    fn of_stateful_set(sts: &StatefulSet) -> Self {
+        let spec_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = sts.status.clone().unwrap_or_default();
+        Self {
+            spec_replicas,
+            replicas: status.replicas,
+            ready_replicas: status.ready_replicas.unwrap_or(0),
+            rolled_out: status.observed_generation >= sts.metadata.generation
+                && status.updated_replicas.unwrap_or(0) >= spec_replicas.min(status.replicas),
+        }
+    }
+
+    fn of_deployment(deployment: &Deployment) -> Self {
+        let spec_replicas = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
+        let status = deployment.status.clone().unwrap_or_default();
+        Self {
+            spec_replicas,
+            replicas: status.replicas.unwrap_or(0),
+            ready_replicas: status.ready_replicas.unwrap_or(0),
+            rolled_out: status.observed_generation >= deployment.metadata.generation
+                && status.updated_replicas.unwrap_or(0) >= spec_replicas,
+        }
+    }
+}
+
+/// The job's workload now, `None` before it exists.
+async fn fetch_workload(
     job: &StreamJob,
     namespace: &str,
     name: &str,
     ctx: &Context,
-) -> Result<Option<i32>, Error> {
-    let replicas = if job.spec.processor.is_stateful() {
+) -> Result<Option<WorkloadState>, Error> {
+    Ok(if job.spec.processor.is_stateful() {
         Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace)
             .get_opt(name)
             .await?
-            .and_then(|sts| sts.spec.and_then(|s| s.replicas))
+            .map(|sts| WorkloadState::of_stateful_set(&sts))
     } else {
         Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
             .get_opt(name)
             .await?
-            .and_then(|d| d.spec.and_then(|s| s.replicas))
-    };
-    Ok(replicas)
+            .map(|d| WorkloadState::of_deployment(&d))
+    })
 }
 
 /// The partition count: from the spec, else from the broker.
@@ -279,7 +359,7 @@ fn selector_string(name: &str) -> String {
         .join(",")
 }
 
-async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<(), Error>
+async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -289,36 +369,45 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await?)
 }
 
-async fn apply_children(desired: &Desired, namespace: &str, ctx: &Context) -> Result<(), Error> {
+/// Applies every child; returns the workload as the API server answered the apply.
+async fn apply_children(
+    desired: &Desired,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<WorkloadState, Error> {
     let client = &ctx.client;
     apply_one(client, namespace, &desired.service_account).await?;
     apply_one(client, namespace, &desired.config_map).await?;
     apply_one(client, namespace, &desired.service).await?;
-    match &desired.workload {
+    let workload = match &desired.workload {
         Workload::Stateful {
             stateful_set,
             headless,
         } => {
             apply_one(client, namespace, headless.as_ref()).await?;
-            apply_one(client, namespace, stateful_set.as_ref()).await?;
+            WorkloadState::of_stateful_set(
+                &apply_one(client, namespace, stateful_set.as_ref()).await?,
+            )
         }
         Workload::Stateless(deployment) => {
-            apply_one(client, namespace, deployment.as_ref()).await?
+            WorkloadState::of_deployment(&apply_one(client, namespace, deployment.as_ref()).await?)
         }
-    }
+    };
     apply_one(client, namespace, &desired.disruption_budget).await?;
     let name = desired.service.metadata.name.clone().unwrap_or_default();
     match &desired.autoscaler {
-        Some(hpa) => apply_one(client, namespace, hpa).await?,
+        Some(hpa) => {
+            apply_one(client, namespace, hpa).await?;
+        }
         None => {
             let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
             match api.delete(&name, &DeleteParams::default()).await {
@@ -328,47 +417,7 @@ async fn apply_children(desired: &Desired, namespace: &str, ctx: &Context) -> Re
             }
         }
     }
-    Ok(())
-}
-
-async fn observe_workload(
-    desired: &Desired,
-    namespace: &str,
-    name: &str,
-    ctx: &Context,
-    observed: &mut Observed,
-) -> Result<(), Error> {
-    match &desired.workload {
-        Workload::Stateful { .. } => {
-            let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace)
-                .get(name)
-                .await?;
-            let spec_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let status = sts.status.unwrap_or_default();
-            observed.desired_replicas = spec_replicas;
-            observed.current_replicas = status.replicas;
-            observed.ready_replicas = status.ready_replicas.unwrap_or(0);
-            observed.rolled_out = status.observed_generation >= sts.metadata.generation
-                && status.updated_replicas.unwrap_or(0) >= spec_replicas.min(status.replicas);
-        }
-        Workload::Stateless(_) => {
-            let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
-                .get(name)
-                .await?;
-            let spec_replicas = deployment
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas)
-                .unwrap_or(1);
-            let status = deployment.status.unwrap_or_default();
-            observed.desired_replicas = spec_replicas;
-            observed.current_replicas = status.replicas.unwrap_or(0);
-            observed.ready_replicas = status.ready_replicas.unwrap_or(0);
-            observed.rolled_out = status.observed_generation >= deployment.metadata.generation
-                && status.updated_replicas.unwrap_or(0) >= spec_replicas;
-        }
-    }
-    Ok(())
+    Ok(workload)
 }
 
 /// Writes the status when it changed, and an Event when the phase did.
@@ -380,7 +429,18 @@ async fn report(job: &StreamJob, ctx: &Context, observed: &Observed) -> Result<P
     if previous != Some(&new) {
         let api: Api<StreamJob> =
             Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-        let patch = serde_json::json!({ "status": new });
+        let mut patch = serde_json::json!({ "status": new });
+        // A merge patch keeps the fields it leaves out: clear those the new status drops (such
+        // as consumerLag once the job is suspended), or the stored status would keep them and
+        // never compare equal to the computed one again.
+        if let (Some(Ok(serde_json::Value::Object(old))), Some(fields)) = (
+            previous.map(serde_json::to_value),
+            patch["status"].as_object_mut(),
+        ) {
+            for key in old.keys() {
+                fields.entry(key.clone()).or_insert(serde_json::Value::Null);
+            }
+        }
         api.patch_status(
             &job.name_any(),
             &PatchParams::default(),
@@ -433,6 +493,7 @@ async fn publish(
 /// Runs before the job goes away: the children go with it through their owner references
 /// (the garbage collector); what is not owned is cleaned up here, per `checkpoint.onDelete`.
 async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
+    ctx.remember_applied(&key(job), None);
     let namespace = job.namespace().unwrap_or_default();
     if job.spec.processor.is_stateful() && job.spec.checkpoint.on_delete == OnDelete::Delete {
         // StatefulSet volume claims are not owned by the job; delete them explicitly rather
@@ -474,3 +535,7 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
     }
 }
+
+#[cfg(test)]
+#[path = "controller_mock_tests.rs"]
+mod mock_tests;

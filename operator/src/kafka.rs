@@ -8,9 +8,9 @@
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +26,19 @@ pub enum KafkaError {
     Join(String),
 }
 
+/// Lag is reported in status, not acted upon (the HPA reads its own metric), so an answer
+/// this old is good enough, and a fleet of jobs costs one broker query per group per interval.
+const LAG_TTL: Duration = Duration::from_secs(15);
+
+type LagCache = Arc<Mutex<HashMap<(String, String), (Instant, i64)>>>;
+
 /// Queries the broker, or (for tests and air-gapped clusters) answers from fixed values.
 #[derive(Clone)]
 pub enum KafkaInspector {
     Broker {
         timeout: Duration,
         permits: Arc<Semaphore>,
+        lag_cache: LagCache,
     },
     Fixed {
         partitions: BTreeMap<String, i32>,
@@ -44,6 +51,7 @@ impl KafkaInspector {
         Self::Broker {
             timeout,
             permits: Arc::new(Semaphore::new(4)),
+            lag_cache: LagCache::default(),
         }
     }
 
@@ -62,7 +70,9 @@ impl KafkaInspector {
                         })
                 })
                 .try_fold(0, |max, count| count.map(|c| max.max(c))),
-            Self::Broker { timeout, permits } => {
+            Self::Broker {
+                timeout, permits, ..
+            } => {
                 let _permit = permits
                     .acquire()
                     .await
@@ -88,22 +98,46 @@ impl KafkaInspector {
     ) -> Result<i64, KafkaError> {
         match self {
             Self::Fixed { lag, .. } => Ok(lag.unwrap_or(0)),
-            Self::Broker { timeout, permits } => {
+            Self::Broker {
+                timeout,
+                permits,
+                lag_cache,
+            } => {
+                let key = (bootstrap.to_owned(), group.to_owned());
+                let fresh = |cache: &LagCache| {
+                    let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                    cache
+                        .get(&key)
+                        .filter(|(at, _)| at.elapsed() < LAG_TTL)
+                        .map(|(_, lag)| *lag)
+                };
+                if let Some(lag) = fresh(lag_cache) {
+                    return Ok(lag);
+                }
                 let _permit = permits
                     .acquire()
                     .await
                     .map_err(|e| KafkaError::Join(e.to_string()))?;
+                // Another reconciliation may have refreshed it while this one waited.
+                if let Some(lag) = fresh(lag_cache) {
+                    return Ok(lag);
+                }
                 let (bootstrap, group, topics, timeout) = (
                     bootstrap.to_owned(),
                     group.to_owned(),
                     topics.to_vec(),
                     *timeout,
                 );
-                tokio::task::spawn_blocking(move || {
+                let lag = tokio::task::spawn_blocking(move || {
                     lag_blocking(&bootstrap, &group, &topics, timeout)
                 })
                 .await
-                .map_err(|e| KafkaError::Join(e.to_string()))?
+                .map_err(|e| KafkaError::Join(e.to_string()))??;
+                lag_cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, (Instant::now(), lag));
+                Ok(lag)
             }
         }
     }

@@ -6,12 +6,12 @@ use crate::crd::StreamJob;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::watcher;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn api<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
 where
@@ -23,8 +23,9 @@ where
     }
 }
 
-/// Reconciles until `shutdown` resolves. Children are watched by label only, so the operator
-/// caches its own objects, not every StatefulSet and ConfigMap of the cluster.
+/// Reconciles until `shutdown` resolves. The workloads are watched (their status is the job's
+/// status), by label, so the operator caches its own objects and not every StatefulSet of the
+/// cluster; the other children are put back by the periodic resync if someone changes them.
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,
@@ -37,11 +38,14 @@ pub async fn run(
     let jobs: Api<StreamJob> = api(&ctx, ns);
     Controller::new(jobs, watcher::Config::default().any_semantic())
         .owns(api::<StatefulSet>(&ctx, ns), owned.clone())
-        .owns(api::<Deployment>(&ctx, ns), owned.clone())
-        .owns(api::<ServiceAccount>(&ctx, ns), owned.clone())
-        .owns(api::<ConfigMap>(&ctx, ns), owned.clone())
-        .owns(api::<Service>(&ctx, ns), owned)
-        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .owns(api::<Deployment>(&ctx, ns), owned)
+        // A burst of changes (a StatefulSet's pods starting one after another) becomes one
+        // reconciliation instead of one per change.
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(concurrency)
+                .debounce(Duration::from_millis(500)),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(command)
         p.add_argument("components", nargs="*", metavar="COMPONENT",
                        help=f"any of {', '.join(ALL)} (default: all)")
+    spawn = sub.add_parser("spawn", help="start a long-running command that `down` will stop")
+    spawn.add_argument("name")
+    spawn.add_argument("argv", nargs=argparse.REMAINDER)
     sub.add_parser("down")
     sub.add_parser("status")
     args = parser.parse_args(argv)
@@ -116,6 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "install":
         with phase("install"):
             _install(selected)
+    elif args.command == "spawn":
+        argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if not argv:
+            parser.error("spawn needs a command after the name")
+        entry = procs.spawn(args.name, argv)
+        say(f"{args.name} started, pid {entry.pid}, log {entry.log}")
     elif args.command == "down":
         down()
     else:

@@ -73,6 +73,43 @@ pub enum Workload {
     Stateless(Box<Deployment>),
 }
 
+impl Desired {
+    /// A digest of every child, so the reconciler can tell an unchanged desired state from a
+    /// changed one without sending it to the API server.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        let mut add = |bytes: Result<Vec<u8>, serde_json::Error>| {
+            // A child that cannot be serialized is also one that cannot be applied; hashing
+            // the error text keeps the digest distinct without hiding the failure later.
+            match bytes {
+                Ok(bytes) => hasher.update(&bytes),
+                Err(err) => hasher.update(err.to_string().as_bytes()),
+            }
+        };
+        add(serde_json::to_vec(&self.service_account));
+        add(serde_json::to_vec(&self.config_map));
+        add(serde_json::to_vec(&self.service));
+        match &self.workload {
+            Workload::Stateful {
+                stateful_set,
+                headless,
+            } => {
+                add(serde_json::to_vec(stateful_set));
+                add(serde_json::to_vec(headless));
+            }
+            Workload::Stateless(deployment) => add(serde_json::to_vec(deployment)),
+        }
+        add(serde_json::to_vec(&self.autoscaler));
+        add(serde_json::to_vec(&self.disruption_budget));
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// Builds every child of `job` for a job whose input has `partitions` partitions and whose
 /// workload runs `current_replicas` now (`None` before it exists).
 pub fn desired(

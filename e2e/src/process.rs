@@ -1,0 +1,71 @@
+//! Binaries of this workspace run as child processes by tests, stopped when the test ends.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A workspace binary next to the test executable (target/<profile>/<name>); `run-tests`
+/// builds them before the e2e tests.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // Tests run from target/<profile>/deps/<test>-<hash>, binaries from target/<profile>/<bin>.
+    let mut profile_dir = exe
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("unexpected executable path {}", exe.display()))?;
+    if profile_dir.ends_with("deps") {
+        profile_dir = profile_dir.parent().unwrap_or(profile_dir);
+    }
+    let binary = profile_dir.join(name);
+    anyhow::ensure!(
+        binary.exists(),
+        "{} not found: build it first with `cargo build -p <its package> --bin {name}`",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+/// A child process that is killed (and reaped) when dropped, with its output in a log file.
+pub struct Running {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Running {
+    pub fn start(mut command: Command, log: PathBuf) -> anyhow::Result<Self> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let out = File::create(&log)?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        Ok(Self { child, log })
+    }
+
+    /// Whether it is still running; an error with the log's tail if it exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            anyhow::bail!(
+                "process exited with {status}; last lines of {}:\n{}",
+                self.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
