@@ -114,6 +114,28 @@ where
     }
 }
 
+/// Applies `crds/` and waits until the StreamJob CRD is established.
+pub fn install_crd(env: &TestEnv) -> anyhow::Result<()> {
+    let crds = crds_dir();
+    let crds = crds.to_string_lossy();
+    kubectl(
+        env,
+        &["apply", "--server-side", "--force-conflicts", "-f", &crds],
+        None,
+    )?;
+    kubectl(
+        env,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/streamjobs.trendstream.io",
+        ],
+        None,
+    )?;
+    Ok(())
+}
+
 /// The workspace's `crds/` directory.
 pub fn crds_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds")

@@ -13,7 +13,7 @@ use kube::{Client, ResourceExt};
 use std::process::Command;
 use std::time::Duration;
 use trendstream_e2e::kube::{
-    client, crds_dir, eventually, examples_dir, kubeconfig, kubectl, with_namespace,
+    client, eventually, examples_dir, install_crd, kubeconfig, kubectl, with_namespace,
 };
 use trendstream_e2e::process::{Running, workspace_binary};
 use trendstream_e2e::{TestEnv, kafka, unique_name};
@@ -58,29 +58,19 @@ fn start_operator(
     Running::start(command, log)
 }
 
-fn install_crd(env: &TestEnv) -> anyhow::Result<()> {
-    kubectl(
-        env,
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &crds_dir().to_string_lossy(),
-        ],
-        None,
-    )?;
-    kubectl(
-        env,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/streamjobs.trendstream.io",
-        ],
-        None,
-    )?;
-    Ok(())
+/// A merge patch of a StreamJob, as a user would send it with kubectl.
+fn patch_job(env: &TestEnv, namespace: &str, name: &str, patch: &str) -> anyhow::Result<()> {
+    let args = [
+        "patch",
+        "-n",
+        namespace,
+        "streamjob",
+        name,
+        "--type=merge",
+        "-p",
+        patch,
+    ];
+    kubectl(env, &args, None).map(drop)
 }
 
 /// An example manifest, pointed at the test environment's broker.
@@ -234,19 +224,11 @@ async fn fraud_job_deploys_rescales_suspends_and_cleans_up() -> anyhow::Result<(
         assert!(owned_by_job(sts.owner_references()));
 
         // Without the autoscaler, partitionsPerReplica decides: 12 / 4 = 3 replicas.
-        kubectl(
+        patch_job(
             &env,
-            &[
-                "patch",
-                "-n",
-                &ns,
-                "streamjob",
-                name,
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"autoscaling":null,"parallelism":{"partitionsPerReplica":4}}}"#,
-            ],
-            None,
+            &ns,
+            name,
+            r#"{"spec":{"autoscaling":null,"parallelism":{"partitionsPerReplica":4}}}"#,
         )?;
         converged(&client, &ns, name, Phase::Running, 3).await?;
         let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns);
@@ -256,20 +238,7 @@ async fn fraud_job_deploys_rescales_suspends_and_cleans_up() -> anyhow::Result<(
         .await?;
 
         // Suspend: scaled to zero, and the status says why.
-        kubectl(
-            &env,
-            &[
-                "patch",
-                "-n",
-                &ns,
-                "streamjob",
-                name,
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"suspend":true}}"#,
-            ],
-            None,
-        )?;
+        patch_job(&env, &ns, name, r#"{"spec":{"suspend":true}}"#)?;
         let suspended = converged(&client, &ns, name, Phase::Suspended, 0).await?;
         assert_eq!(
             condition(&suspended, "Ready"),

@@ -385,38 +385,51 @@ async fn apply_children(
     ctx: &Context,
 ) -> Result<WorkloadState, Error> {
     let client = &ctx.client;
+    // The ServiceAccount first: the API server refuses pods whose account does not exist yet.
+    // Then the workload, so its pods start while the rest is applied, all at once.
     apply_one(client, namespace, &desired.service_account).await?;
-    apply_one(client, namespace, &desired.config_map).await?;
-    apply_one(client, namespace, &desired.service).await?;
-    let workload = match &desired.workload {
+    let (workload, headless) = match &desired.workload {
         Workload::Stateful {
             stateful_set,
             headless,
-        } => {
-            apply_one(client, namespace, headless.as_ref()).await?;
+        } => (
             WorkloadState::of_stateful_set(
                 &apply_one(client, namespace, stateful_set.as_ref()).await?,
-            )
-        }
-        Workload::Stateless(deployment) => {
-            WorkloadState::of_deployment(&apply_one(client, namespace, deployment.as_ref()).await?)
-        }
+            ),
+            Some(headless.as_ref()),
+        ),
+        Workload::Stateless(deployment) => (
+            WorkloadState::of_deployment(&apply_one(client, namespace, deployment.as_ref()).await?),
+            None,
+        ),
     };
-    apply_one(client, namespace, &desired.disruption_budget).await?;
-    let name = desired.service.metadata.name.clone().unwrap_or_default();
-    match &desired.autoscaler {
-        Some(hpa) => {
-            apply_one(client, namespace, hpa).await?;
-        }
-        None => {
-            let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
-            match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(err) => return Err(err.into()),
+    let autoscaler = async {
+        match &desired.autoscaler {
+            Some(hpa) => apply_one(client, namespace, hpa).await.map(drop),
+            None => {
+                let name = desired.service.metadata.name.clone().unwrap_or_default();
+                let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                    Err(err) => Err(err.into()),
+                }
             }
         }
-    }
+    };
+    let headless = async {
+        match headless {
+            Some(service) => apply_one(client, namespace, service).await.map(drop),
+            None => Ok(()),
+        }
+    };
+    futures::try_join!(
+        apply_one(client, namespace, &desired.config_map),
+        apply_one(client, namespace, &desired.service),
+        headless,
+        apply_one(client, namespace, &desired.disruption_budget),
+        autoscaler,
+    )?;
     Ok(workload)
 }
 

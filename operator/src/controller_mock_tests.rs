@@ -236,6 +236,33 @@ fn respond(send: SendResponse<Response<Body>>, (code, body): (StatusCode, Value)
     send.send_response(response);
 }
 
+/// What every server-side apply of a child must be: an apply patch by the operator's field
+/// manager, forced, of the object named by the path, in the namespace, owned by the job.
+fn check_apply(call: &Call) {
+    let path = call.path.as_str();
+    assert_eq!(call.method, Method::PATCH, "{path}");
+    assert_eq!(call.content_type, "application/apply-patch+yaml", "{path}");
+    assert_eq!(
+        call.query.get("fieldManager").map(String::as_str),
+        Some("trendstream-operator"),
+        "{path}"
+    );
+    assert_eq!(
+        call.query.get("force").map(String::as_str),
+        Some("true"),
+        "{path}"
+    );
+    let name = path.rsplit('/').next().unwrap();
+    assert_eq!(call.body["metadata"]["name"], name, "{path}");
+    assert_eq!(call.body["metadata"]["namespace"], NS, "{path}");
+    let owner = &call.body["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (&owner["kind"], &owner["uid"], &owner["controller"]),
+        (&json!("StreamJob"), &json!(UID), &json!(true)),
+        "{path} is owned by the job"
+    );
+}
+
 /// Which answer the HPA request gets, or whether none is expected.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Hpa {
@@ -261,17 +288,13 @@ struct Applied {
 struct ApiServerVerifier(ApiServerHandle);
 
 impl ApiServerVerifier {
-    /// Waits for the next request, which must be `method path`, and answers it with `reply`.
-    async fn expect(
-        &mut self,
-        method: Method,
-        path: &str,
-        reply: impl FnOnce(&Call) -> (StatusCode, Value),
-    ) -> Call {
+    /// Waits for the next request (`what` names the one expected, for the failure message);
+    /// returns it, unanswered, with the means to answer it.
+    async fn next_call(&mut self, what: &str) -> (Call, SendResponse<Response<Body>>) {
         let (request, send) = timeout(STEP, self.0.next_request())
             .await
-            .unwrap_or_else(|_| panic!("expected {method} {path}, but no request came"))
-            .unwrap_or_else(|| panic!("expected {method} {path}, but the client went away"));
+            .unwrap_or_else(|_| panic!("expected {what}, but no request came"))
+            .unwrap_or_else(|| panic!("expected {what}, but the client went away"));
         let (parts, body) = request.into_parts();
         let bytes = body.collect_bytes().await.expect("request body");
         let call = Call {
@@ -289,6 +312,17 @@ impl ApiServerVerifier {
                 serde_json::from_slice(&bytes).expect("request body is JSON")
             },
         };
+        (call, send)
+    }
+
+    /// Waits for the next request, which must be `method path`, and answers it with `reply`.
+    async fn expect(
+        &mut self,
+        method: Method,
+        path: &str,
+        reply: impl FnOnce(&Call) -> (StatusCode, Value),
+    ) -> Call {
+        let (call, send) = self.next_call(&format!("{method} {path}")).await;
         assert_eq!(
             (&call.method, call.path.as_str()),
             (&method, path),
@@ -314,32 +348,15 @@ impl ApiServerVerifier {
                 (StatusCode::OK, answer(&call.body))
             })
             .await;
-        assert_eq!(call.content_type, "application/apply-patch+yaml", "{path}");
-        assert_eq!(
-            call.query.get("fieldManager").map(String::as_str),
-            Some("trendstream-operator"),
-            "{path}"
-        );
-        assert_eq!(
-            call.query.get("force").map(String::as_str),
-            Some("true"),
-            "{path}"
-        );
-        let name = path.rsplit('/').next().unwrap();
-        assert_eq!(call.body["metadata"]["name"], name, "{path}");
-        assert_eq!(call.body["metadata"]["namespace"], NS, "{path}");
-        let owner = &call.body["metadata"]["ownerReferences"][0];
-        assert_eq!(
-            (&owner["kind"], &owner["uid"], &owner["controller"]),
-            (&json!("StreamJob"), &json!(UID), &json!(true)),
-            "{path} is owned by the job"
-        );
+        check_apply(&call);
         call.body
     }
 
-    /// The children, in the order `apply_children` applies them. The workload's apply is
-    /// answered with `workload` (the StatefulSet or Deployment as the API server has it after
-    /// the apply, status included): the reconciler observes the workload in that answer.
+    /// The children, as `apply_children` applies them: the ServiceAccount, then the workload,
+    /// whose apply is answered with `workload` (the StatefulSet or Deployment as the API server
+    /// has it after the apply, status included: the reconciler observes the workload in that
+    /// answer); then the rest at once, in any order: the ConfigMap, the Service, the headless
+    /// Service (`stateful` only), the PodDisruptionBudget and the HPA's apply or deletion.
     async fn apply_children(
         &mut self,
         name: &str,
@@ -349,49 +366,80 @@ impl ApiServerVerifier {
     ) -> Applied {
         let core = format!("/api/v1/namespaces/{NS}");
         let service_account = self.apply(&format!("{core}/serviceaccounts/{name}")).await;
-        let config_map = self.apply(&format!("{core}/configmaps/{name}")).await;
-        let service = self.apply(&format!("{core}/services/{name}")).await;
-        let (headless, workload) = if stateful {
-            let headless = self
-                .apply(&format!("{core}/services/{name}-headless"))
-                .await;
-            let sts = self
-                .apply_answering(&statefulset_path(name), |_| workload)
-                .await;
-            (Some(headless), sts)
+        let workload = if stateful {
+            self.apply_answering(&statefulset_path(name), |_| workload)
+                .await
         } else {
-            let deployment = self
-                .apply_answering(&deployment_path(name), |_| workload)
-                .await;
-            (None, deployment)
+            self.apply_answering(&deployment_path(name), |_| workload)
+                .await
         };
-        let disruption_budget = self
-            .apply(&format!(
-                "/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{name}"
-            ))
-            .await;
-        let hpa = match hpa {
-            Hpa::Applied => Some(self.apply(&hpa_path(name)).await),
-            Hpa::Deleted | Hpa::AlreadyGone => {
-                self.expect(Method::DELETE, &hpa_path(name), |_| {
+
+        let config_map_path = format!("{core}/configmaps/{name}");
+        let service_path = format!("{core}/services/{name}");
+        let headless_path = format!("{core}/services/{name}-headless");
+        let disruption_budget_path =
+            format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{name}");
+        let hpa_method = if hpa == Hpa::Applied {
+            Method::PATCH
+        } else {
+            Method::DELETE
+        };
+        let mut expected = BTreeSet::from([
+            (Method::PATCH.to_string(), config_map_path.clone()),
+            (Method::PATCH.to_string(), service_path.clone()),
+            (Method::PATCH.to_string(), disruption_budget_path.clone()),
+            (hpa_method.to_string(), hpa_path(name)),
+        ]);
+        if stateful {
+            expected.insert((Method::PATCH.to_string(), headless_path.clone()));
+        }
+
+        // All of them are in flight at once: none is answered before the last has come.
+        let mut calls = Vec::with_capacity(expected.len());
+        for _ in 0..expected.len() {
+            calls.push(self.next_call(&format!("one of {expected:?}")).await);
+        }
+        let received: Vec<(String, String)> = calls
+            .iter()
+            .map(|(call, _)| (call.method.to_string(), call.path.clone()))
+            .collect();
+        assert_eq!(
+            received.iter().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "the children applied at once, received {received:?}"
+        );
+        assert_eq!(received.len(), expected.len(), "each once: {received:?}");
+
+        let mut bodies = BTreeMap::new();
+        for (call, send) in calls {
+            if call.method == Method::DELETE {
+                respond(
+                    send,
                     if hpa == Hpa::Deleted {
                         (StatusCode::OK, status(200, "", ""))
                     } else {
                         not_found("horizontalpodautoscalers.autoscaling")
-                    }
-                })
-                .await;
-                None
+                    },
+                );
+            } else {
+                check_apply(&call);
+                respond(send, (StatusCode::OK, call.body.clone()));
+                bodies.insert(call.path, call.body);
             }
+        }
+        let mut take = |path: &str| {
+            bodies
+                .remove(path)
+                .unwrap_or_else(|| panic!("{path} was applied"))
         };
         Applied {
             service_account,
-            config_map,
-            service,
-            headless,
+            config_map: take(&config_map_path),
+            service: take(&service_path),
+            headless: stateful.then(|| take(&headless_path)),
             workload,
-            disruption_budget,
-            hpa,
+            disruption_budget: take(&disruption_budget_path),
+            hpa: (hpa == Hpa::Applied).then(|| take(&hpa_path(name))),
         }
     }
 
@@ -1027,14 +1075,16 @@ async fn a_failed_apply_is_not_remembered() {
                 .await;
             let core = format!("/api/v1/namespaces/{NS}");
             server.apply(&format!("{core}/serviceaccounts/fraud")).await;
-            server
-                .expect(Method::PATCH, &format!("{core}/configmaps/fraud"), |_| {
+            let call = server
+                .expect(Method::PATCH, &statefulset_path("fraud"), |_| {
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         status(500, "InternalError", "etcdserver: request timed out"),
                     )
                 })
                 .await;
+            check_apply(&call);
+            // The reconciler stops there: none of the other children is applied.
             server
         })
         .await;

@@ -92,9 +92,12 @@ def down() -> None:
 
 
 def status() -> None:
-    for entry in procs.load_started():
-        state = "running" if procs.is_ours(entry) else "gone"
-        print(f"{entry.name:26} pid {entry.pid:7} {state}")
+    try:
+        for entry in procs.load_started():
+            state = "running" if procs.is_ours(entry) else "gone"
+            print(f"{entry.name:26} pid {entry.pid:7} {state}", flush=True)
+    except BrokenPipeError:  # the reader (e.g. `grep -q`) has all it wanted
+        sys.stdout = None
 
 
 def main(argv: list[str] | None = None) -> None:

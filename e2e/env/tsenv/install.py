@@ -107,28 +107,6 @@ def python_tools() -> Path:
     return target / "bin"
 
 
-# kwok's own stage sets: nodes initialise at once and keep a lease; pods become Ready at once,
-# complete, and go away when deleted.
-KWOK_STAGES = ["node/fast", "node/heartbeat-with-lease", "pod/fast"]
-
-
-def _kwok_stages(source: Path, target: Path) -> None:
-    """Concatenates the stage YAML that the kwok module ships into one --config file."""
-    module_dir = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"], cwd=source,
-                                check=True, capture_output=True, text=True).stdout.strip()
-    documents = []
-    for stage_set in KWOK_STAGES:
-        directory = Path(module_dir) / "kustomize" / "stage" / stage_set
-        kustomization = (directory / "kustomization.yaml").read_text()
-        for line in kustomization.splitlines():
-            if line.startswith("- "):
-                documents.append((directory / line[2:].strip()).read_text())
-    target.write_text("---\n".join(documents))
-
-
-def kwok_stages() -> Path:
-    return go_tools("kwok").parent / "stages.yaml"
-
 
 # Go wrapper modules and the commands each one builds.
 GO_TOOLS = {

@@ -11,7 +11,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use trendstream_e2e::kube::{client, crds_dir, eventually, kubeconfig, kubectl, with_namespace};
+use trendstream_e2e::kube::{client, eventually, install_crd, kubeconfig, kubectl, with_namespace};
 use trendstream_e2e::process::{Running, workspace_binary};
 use trendstream_e2e::{TestEnv, kafka, unique_name};
 use trendstream_operator::builders::{Defaults, Workload, desired};
@@ -140,17 +140,7 @@ async fn baseline(client: &Client, namespace: &str, jobs: &[String]) -> anyhow::
 async fn main() -> anyhow::Result<()> {
     let env = TestEnv::load()?;
     let client = client(&env).await?;
-    kubectl(
-        &env,
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &crds_dir().to_string_lossy(),
-        ],
-        None,
-    )?;
+    install_crd(&env)?;
     let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
     let topic = "bench-orders";
     kafka::create_topic(&bootstrap, topic, 1).await?;
