@@ -221,7 +221,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     observed.ready_replicas = workload.ready_replicas;
     observed.rolled_out = workload.rolled_out;
     if job.spec.processor.is_stateful() && !job.spec.suspend {
-        observed.consumer_lag = lag(job, ctx).await;
+        observed.consumer_lag = lag(job, ctx);
     }
     let phase = report(job, ctx, &observed).await?;
     Ok(Action::requeue(
@@ -318,16 +318,11 @@ async fn partitions(job: &StreamJob, ctx: &Context) -> Result<i32, String> {
         })
 }
 
-async fn lag(job: &StreamJob, ctx: &Context) -> Option<i64> {
+fn lag(job: &StreamJob, ctx: &Context) -> Option<i64> {
     let bootstrap = job.spec.kafka.bootstrap_servers.as_deref()?;
-    let group = consumer_group(job);
-    match ctx.kafka.lag(bootstrap, &group, &input_topics(job)).await {
-        Ok(lag) => Some(lag),
-        Err(err) => {
-            tracing::debug!(job = %key(job), %err, "consumer lag unavailable");
-            job.status.as_ref().and_then(|s| s.consumer_lag)
-        }
-    }
+    ctx.kafka
+        .lag_snapshot(bootstrap, &consumer_group(job), &input_topics(job))
+        .or_else(|| job.status.as_ref().and_then(|s| s.consumer_lag))
 }
 
 fn input_topics(job: &StreamJob) -> Vec<String> {

@@ -8,7 +8,7 @@
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -31,6 +31,7 @@ pub enum KafkaError {
 const LAG_TTL: Duration = Duration::from_secs(15);
 
 type LagCache = Arc<Mutex<HashMap<(String, String), (Instant, i64)>>>;
+type Refreshing = Arc<Mutex<HashSet<(String, String)>>>;
 
 /// Queries the broker, or (for tests and air-gapped clusters) answers from fixed values.
 #[derive(Clone)]
@@ -39,6 +40,8 @@ pub enum KafkaInspector {
         timeout: Duration,
         permits: Arc<Semaphore>,
         lag_cache: LagCache,
+        /// Groups whose lag is being fetched in the background.
+        refreshing: Refreshing,
     },
     Fixed {
         partitions: BTreeMap<String, i32>,
@@ -52,6 +55,7 @@ impl KafkaInspector {
             timeout,
             permits: Arc::new(Semaphore::new(4)),
             lag_cache: LagCache::default(),
+            refreshing: Refreshing::default(),
         }
     }
 
@@ -88,6 +92,48 @@ impl KafkaInspector {
         }
     }
 
+    /// The last known lag of `group`, without waiting for the broker: a stale or missing value
+    /// is fetched in the background, so a reconciliation never queues behind broker queries
+    /// (with hundreds of jobs, that queue would hold every status update back).
+    pub fn lag_snapshot(&self, bootstrap: &str, group: &str, topics: &[String]) -> Option<i64> {
+        match self {
+            Self::Fixed { lag, .. } => *lag,
+            Self::Broker {
+                lag_cache,
+                refreshing,
+                ..
+            } => {
+                let key = (bootstrap.to_owned(), group.to_owned());
+                let cached = lag_cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key)
+                    .copied();
+                let stale = cached.is_none_or(|(at, _)| at.elapsed() >= LAG_TTL);
+                let start = stale
+                    && refreshing
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key.clone());
+                if start {
+                    let inspector = self.clone();
+                    let refreshing = refreshing.clone();
+                    let topics = topics.to_vec();
+                    tokio::spawn(async move {
+                        if let Err(err) = inspector.lag(&key.0, &key.1, &topics).await {
+                            tracing::debug!(group = %key.1, %err, "consumer lag unavailable");
+                        }
+                        refreshing
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&key);
+                    });
+                }
+                cached.map(|(_, lag)| lag)
+            }
+        }
+    }
+
     /// Records between the group's committed offsets and the end of `topics`, summed. A
     /// partition with no committed offset counts from its start.
     pub async fn lag(
@@ -102,6 +148,7 @@ impl KafkaInspector {
                 timeout,
                 permits,
                 lag_cache,
+                ..
             } => {
                 let key = (bootstrap.to_owned(), group.to_owned());
                 let fresh = |cache: &LagCache| {
