@@ -45,7 +45,7 @@ struct Config {
     #[arg(long, env = "KAFKA_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
     kafka_timeout_seconds: u64,
     /// StreamJobs reconciled at once.
-    #[arg(long, env = "RECONCILE_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "RECONCILE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
     /// Elect a leader through a Lease, so that only one of several replicas reconciles.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
