@@ -221,20 +221,18 @@ mod tests {
         }
     }
 
+    /// The Ready condition's status and reason.
+    fn ready(status: &StreamJobStatus) -> (&str, &str) {
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+        ready.map_or(("missing", ""), |c| (c.status.as_str(), c.reason.as_str()))
+    }
+
     #[test]
     fn running_sets_ready_true_and_the_printer_summary() {
         let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
         let status = status(&observed(3, 3, 3), None, now);
         assert_eq!(status.phase, Some(Phase::Running));
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("True", "AllReplicasReady")
-        );
+        assert_eq!(ready(&status), ("True", "AllReplicasReady"));
         assert_eq!(status.replicas_summary.as_deref(), Some("3/3 (12p)"));
         assert_eq!(status.observed_generation, Some(3));
     }
@@ -250,15 +248,7 @@ mod tests {
             None,
             now,
         );
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "Suspended")
-        );
+        assert_eq!(ready(&status), ("False", "Suspended"));
     }
 
     #[test]
