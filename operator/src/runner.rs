@@ -44,7 +44,7 @@ pub async fn run(
         .with_config(
             ControllerConfig::default()
                 .concurrency(concurrency)
-                .debounce(Duration::from_millis(500)),
+                .debounce(Duration::from_millis(100)),
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
