@@ -488,6 +488,15 @@ impl ApiServerVerifier {
 
     /// After the test's script: no further request may come until the reconciler is done.
     /// Returns the handle, for a test that reconciles again with the same Context.
+    /// The reconciler's first look at the StatefulSet `name`: answered with `answer`, or 404.
+    async fn get_statefulset(&mut self, name: &str, answer: Option<Value>) {
+        self.expect(Method::GET, &statefulset_path(name), |_| match answer {
+            Some(body) => (StatusCode::OK, body),
+            None => not_found(&format!("statefulsets.apps \"{name}\"")),
+        })
+        .await;
+    }
+
     async fn expect_no_more_requests(
         mut self,
         reconciled: oneshot::Receiver<()>,
@@ -619,11 +628,7 @@ async fn a_job_is_applied_observed_and_reported_running() {
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let job = expected;
         // The current replica count: no StatefulSet yet.
-        server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                not_found("statefulsets.apps \"fraud\"")
-            })
-            .await;
+        server.get_statefulset("fraud", None).await;
         // The StatefulSet as the apply leaves it, which is what the workload runs now.
         let applied = server
             .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
@@ -682,9 +687,7 @@ async fn the_autoscalers_replica_count_is_kept_and_a_rollout_in_progress_is_depl
         let job = expected;
         // The HPA scaled the StatefulSet to 9.
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (StatusCode::OK, statefulset("fraud", 9, 9))
-            })
+            .get_statefulset("fraud", Some(statefulset("fraud", 9, 9)))
             .await;
         // The apply changed the spec (generation 8), which the StatefulSet controller has not
         // seen yet.
@@ -714,9 +717,7 @@ async fn an_unchanged_status_is_not_written_again() {
     let (result, handle) =
         reconcile_keeping_server(job.clone(), ctx.clone(), handle, |mut server| async move {
             server
-                .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                    (StatusCode::OK, statefulset("fraud", 6, 6))
-                })
+                .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
                 .await;
             server
                 .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
@@ -729,9 +730,7 @@ async fn an_unchanged_status_is_not_written_again() {
     // The next one, with the same desired state, only looks at the workload.
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (StatusCode::OK, statefulset("fraud", 6, 6))
-            })
+            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
             .await;
         // No applies, no status patch and no Event.
         server
@@ -748,9 +747,7 @@ async fn suspend(hpa: Hpa) {
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let job = expected;
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (StatusCode::OK, statefulset("fraud", 6, 6))
-            })
+            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
             .await;
         let applied = server
             .apply_children("fraud", true, hpa, statefulset("fraud", 0, 0))
@@ -823,9 +820,7 @@ async fn a_suspended_job_whose_status_is_current_is_left_alone() {
     let (result, handle) =
         reconcile_keeping_server(job.clone(), ctx.clone(), handle, |mut server| async move {
             server
-                .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                    (StatusCode::OK, statefulset("fraud", 0, 0))
-                })
+                .get_statefulset("fraud", Some(statefulset("fraud", 0, 0)))
                 .await;
             server
                 .apply_children("fraud", true, Hpa::AlreadyGone, statefulset("fraud", 0, 0))
@@ -837,9 +832,7 @@ async fn a_suspended_job_whose_status_is_current_is_left_alone() {
     // Applied moments ago and unchanged: not even the applies this time.
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (StatusCode::OK, statefulset("fraud", 0, 0))
-            })
+            .get_statefulset("fraud", Some(statefulset("fraud", 0, 0)))
             .await;
         server
     })
@@ -862,11 +855,7 @@ async fn reconcile_new_job(
     let (result, handle) =
         reconcile_keeping_server(job, ctx.clone(), handle, |mut server| async move {
             let job = expected;
-            server
-                .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                    not_found("statefulsets.apps \"fraud\"")
-                })
-                .await;
+            server.get_statefulset("fraud", None).await;
             let applied = server
                 .apply_children("fraud", true, hpa, statefulset("fraud", replicas, replicas))
                 .await;
@@ -895,9 +884,7 @@ async fn an_unchanged_desired_state_is_not_applied_again_and_the_workload_is_obs
         let job = expected;
         // Two of the six replicas have stopped being ready since.
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (StatusCode::OK, statefulset("fraud", 6, 4))
-            })
+            .get_statefulset("fraud", Some(statefulset("fraud", 6, 4)))
             .await;
         // No applies: the status comes from the GET.
         let status = server.status_patch(&job).await;
@@ -937,9 +924,7 @@ async fn an_unchanged_desired_state_is_applied_again_after_the_reapply_interval(
     let job = with_status(fraud(), running_status());
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (StatusCode::OK, statefulset("fraud", 6, 6))
-            })
+            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
             .await;
         // Everything again, in case a child was changed by hand; the status is current.
         server
@@ -965,9 +950,7 @@ async fn a_suspend_is_applied_at_once() {
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
         let job = expected;
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (StatusCode::OK, statefulset("fraud", 6, 6))
-            })
+            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
             .await;
         let applied = server
             .apply_children("fraud", true, Hpa::Deleted, statefulset("fraud", 0, 0))
@@ -998,9 +981,7 @@ async fn a_new_partitions_per_replica_is_applied_at_once() {
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
         let job = expected;
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (StatusCode::OK, statefulset("fraud", 6, 6))
-            })
+            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
             .await;
         let applied = server
             .apply_children("fraud", true, Hpa::AlreadyGone, statefulset("fraud", 4, 4))
@@ -1030,11 +1011,7 @@ async fn a_workload_deleted_by_hand_is_applied_again_at_once() {
     let expected = job.clone();
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
         let job = expected;
-        server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                not_found("statefulsets.apps \"fraud\"")
-            })
-            .await;
+        server.get_statefulset("fraud", None).await;
         // Created anew: no pod yet.
         let mut created = statefulset("fraud", 6, 0);
         created["metadata"]["generation"] = json!(1);
@@ -1068,11 +1045,7 @@ async fn a_failed_apply_is_not_remembered() {
     // The StatefulSet was deleted by hand, and the apply that follows fails half-way.
     let (result, handle) =
         reconcile_keeping_server(job.clone(), ctx.clone(), handle, |mut server| async move {
-            server
-                .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                    not_found("statefulsets.apps \"fraud\"")
-                })
-                .await;
+            server.get_statefulset("fraud", None).await;
             let core = format!("/api/v1/namespaces/{NS}");
             server.apply(&format!("{core}/serviceaccounts/fraud")).await;
             let call = server
@@ -1094,9 +1067,7 @@ async fn a_failed_apply_is_not_remembered() {
     // remembered fingerprint would skip the applies, a forgotten one does not.
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (StatusCode::OK, statefulset("fraud", 6, 6))
-            })
+            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
             .await;
         server
             .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
@@ -1278,11 +1249,7 @@ async fn an_api_error_fails_the_reconciliation_with_category_api() {
     let job = fraud();
     let (ctx, handle) = context(kafka(Some(42)));
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
-        server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                not_found("statefulsets.apps \"fraud\"")
-            })
-            .await;
+        server.get_statefulset("fraud", None).await;
         server
             .expect(
                 Method::PATCH,
