@@ -15,7 +15,7 @@ use trendstream_operator::controller::Context;
 use trendstream_operator::kafka::KafkaInspector;
 use trendstream_operator::metrics::Metrics;
 use trendstream_operator::runner;
-use trendstream_runtime::service::{CommonOptions, ServiceConfig, load_config};
+use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,7 +1,7 @@
 //! cdc-processor: Debezium change events and PostgreSQL logical replication to canonical order and inventory streams.
 
 use clap::Parser;
-use trendstream_runtime::service::{CommonOptions, ServiceConfig, load_config};
+use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,7 +1,7 @@
 //! feature-api: REST over the Redis feature store, with a live dashboard.
 
 use clap::Parser;
-use trendstream_runtime::service::{CommonOptions, ServiceConfig, load_config};
+use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
 
 #[derive(Debug, Parser)]
 #[command(

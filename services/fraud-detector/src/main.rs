@@ -1,7 +1,7 @@
 //! fraud-detector: per-user complex event processing over orders, in event time.
 
 use clap::Parser;
-use trendstream_runtime::service::{CommonOptions, ServiceConfig, load_config};
+use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,7 +1,7 @@
 //! loadgen: seeded, rate-limited e-commerce traffic (clickstream and orders) for Kafka and PostgreSQL.
 
 use clap::Parser;
-use trendstream_runtime::service::{CommonOptions, ServiceConfig, load_config};
+use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,7 +1,7 @@
 //! revenue-calculator: tumbling-window GMV, order count and average order value, total and per category.
 
 use clap::Parser;
-use trendstream_runtime::service::{CommonOptions, ServiceConfig, load_config};
+use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
 
 #[derive(Debug, Parser)]
 #[command(

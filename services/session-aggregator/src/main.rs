@@ -1,7 +1,7 @@
 //! session-aggregator: per-user session windows over the clickstream, session summaries and live user features.
 
 use clap::Parser;
-use trendstream_runtime::service::{CommonOptions, ServiceConfig, load_config};
+use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
 
 #[derive(Debug, Parser)]
 #[command(

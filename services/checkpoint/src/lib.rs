@@ -1,0 +1,1 @@
+//! Incremental RocksDB checkpoints in Google Cloud Storage.
