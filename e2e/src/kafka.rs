@@ -45,3 +45,116 @@ pub fn produce(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<()>
     producer.flush(TIMEOUT)?;
     Ok(())
 }
+
+/// One record to produce: key, value, and optionally a fixed partition.
+pub struct Outgoing {
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub partition: Option<i32>,
+}
+
+/// Produces `records` in order (per partition) and waits until all are acknowledged.
+pub fn produce_records(bootstrap: &str, topic: &str, records: &[Outgoing]) -> anyhow::Result<()> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    for record in records {
+        let mut base: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(&record.value);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_str());
+        }
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
+        }
+        let mut pending = base;
+        loop {
+            match producer.send(pending) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
+                    pending = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((err, _)) => return Err(err.into()),
+            }
+        }
+    }
+    producer.flush(TIMEOUT)?;
+    Ok(())
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads `topic` from the beginning as a read_committed consumer until at least `expected`
+/// records arrived and nothing more came for `quiet`, or `timeout` passed.
+pub fn read_committed(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    quiet: Duration,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Incoming>> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", crate::unique_name("reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let started = std::time::Instant::now();
+    let mut last = std::time::Instant::now();
+    let mut out = Vec::new();
+    while started.elapsed() < timeout {
+        if out.len() >= expected && last.elapsed() >= quiet {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let headers = message
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Incoming {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: message.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+                last = std::time::Instant::now();
+            }
+            Some(Err(err)) => anyhow::bail!("reading {topic}: {err}"),
+            None => {}
+        }
+    }
+    Ok(out)
+}

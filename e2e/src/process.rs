@@ -69,3 +69,34 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+impl Running {
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill_now(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then wait up to `grace` for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self, grace: std::time::Duration) -> anyhow::Result<bool> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.success());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.kill_now()?;
+        Ok(false)
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for a child to take).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}

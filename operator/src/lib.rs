@@ -4,7 +4,7 @@
 pub mod builders;
 pub mod controller;
 pub mod crd;
-pub mod duration;
+pub use trendstream_service::duration;
 pub mod kafka;
 pub mod metrics;
 pub mod parallelism;

@@ -17,7 +17,7 @@ from .log import phase, say
 
 # Debian packages: what the Rust build needs (rdkafka's bundled librdkafka is built with cmake)
 # and the servers the environment runs.
-BUILD_PACKAGES = ["cmake", "g++", "pkg-config", "zlib1g-dev", "libcurl4-openssl-dev", "libssl-dev",
+BUILD_PACKAGES = ["cmake", "g++", "pkg-config", "zlib1g-dev", "libcurl4-openssl-dev", "libssl-dev", "libclang-dev",
                   "make", "openssl"]
 COMPONENT_PACKAGES = {
     "redis": ["redis-server"],

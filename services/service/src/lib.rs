@@ -1,6 +1,10 @@
 //! What every TrendStream binary shares, kept apart from the streaming runtime so that
 //! light binaries (operator, feature-api, loadgen) don't build Kafka and RocksDB:
-//! common flags read from the command line or the environment, and logging set-up.
+//! common flags read from the command line or the environment, logging set-up, durations, and
+//! the operations endpoint (`/metrics`, `/health/*`).
 
 pub mod config;
+pub mod duration;
+pub mod metrics_text;
+pub mod ops;
 pub mod telemetry;

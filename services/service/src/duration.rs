@@ -1,4 +1,4 @@
-//! Durations in StreamJob specs: Go-style strings such as `30s`, `5m`, `1h30m`, `250ms`.
+//! Durations in StreamJob specs and service settings: Go-style strings such as `30s`, `5m`, `1h30m`, `250ms`.
 //!
 //! The CRD schema carries [`PATTERN`], so the API server rejects a malformed duration before the
 //! operator sees it; [`parse`] is the same grammar for the operator's own use.

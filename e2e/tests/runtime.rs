@@ -1,0 +1,551 @@
+//! The streaming runtime against the real broker, Redis, GCS emulator and Prometheus, driven
+//! through its example processor (`trendstream-example-counter`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use trendstream_e2e::kafka::{Incoming, Outgoing, create_topic, produce_records, read_committed};
+use trendstream_e2e::process::{Running, free_port, workspace_binary};
+use trendstream_e2e::{TestEnv, unique_name};
+
+/// One job of the example counter: its topics, group and the settings every replica shares.
+struct Job {
+    name: String,
+    bootstrap: String,
+    input: String,
+    output: String,
+    dlq: String,
+    late: String,
+    extra: Vec<(String, String)>,
+    dir: PathBuf,
+}
+
+struct Replica {
+    process: Running,
+    port: u16,
+}
+
+impl Job {
+    async fn new(env: &TestEnv, prefix: &str, partitions: i32) -> anyhow::Result<Self> {
+        let name = unique_name(prefix);
+        let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+        let input = format!("{name}-in");
+        create_topic(&bootstrap, &input, partitions).await?;
+        let dir = std::env::temp_dir()
+            .join("trendstream-runtime-tests")
+            .join(&name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            output: format!("{name}-out"),
+            dlq: format!("{name}-dlq"),
+            late: format!("{name}-late"),
+            input,
+            bootstrap,
+            extra: Vec::new(),
+            dir,
+            name,
+        })
+    }
+
+    fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.extra.push((key.to_owned(), value.into()));
+        self
+    }
+
+    fn state_dir(&self, instance: &str) -> PathBuf {
+        self.dir.join(instance).join("state")
+    }
+
+    /// Starts replica `instance` and waits until it is ready (partitions assigned and restored).
+    async fn start(&self, instance: &str) -> anyhow::Result<Replica> {
+        let port = free_port()?;
+        let mut command = Command::new(workspace_binary("trendstream-example-counter")?);
+        command
+            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
+            .env("KAFKA_INPUT_TOPICS", &self.input)
+            .env("KAFKA_OUTPUT_TOPIC", &self.output)
+            .env("KAFKA_CONSUMER_GROUP", &self.name)
+            .env("KAFKA_DLQ_TOPIC", &self.dlq)
+            .env("KAFKA_LATE_TOPIC", &self.late)
+            .env("KAFKA_SESSION_TIMEOUT", "6s")
+            .env("POD_NAME", instance)
+            .env("STATE_DIR", self.state_dir(instance))
+            .env("TRENDSTREAM_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info,librdkafka=warn");
+        for (key, value) in &self.extra {
+            command.env(key, value);
+        }
+        let log = self
+            .dir
+            .join(format!("{instance}-{}.log", unique_name("run")));
+        let mut process = Running::start(command, log)?;
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            process.check_alive()?;
+            let ready = http
+                .get(format!("http://127.0.0.1:{port}/health/ready"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(Replica { process, port });
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{instance} not ready after 90 s; log {}",
+                process.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Incoming>> {
+        read_committed(
+            &self.bootstrap,
+            topic,
+            expected,
+            Duration::from_secs(3),
+            timeout,
+        )
+    }
+}
+
+/// `n` records over `keys` keys (`<prefix>-k<i>`), values `{"ts": ...}`; returns the records and
+/// the expected count per key.
+fn counted_records(prefix: &str, n: usize, keys: usize) -> (Vec<Outgoing>, BTreeMap<String, u64>) {
+    let mut expected = BTreeMap::new();
+    let records = (0..n)
+        .map(|i| {
+            let key = format!("{prefix}-k{}", (i * 7919) % keys);
+            *expected.entry(key.clone()).or_insert(0) += 1;
+            Outgoing {
+                key: Some(key),
+                value: format!("{{\"ts\":{}}}", 1_700_000_000_000_i64 + i as i64).into_bytes(),
+                partition: None,
+            }
+        })
+        .collect();
+    (records, expected)
+}
+
+/// Checks the count job's committed output: per key exactly 1, 2, ..., n in order.
+fn assert_exact_counts(
+    output: &[Incoming],
+    expected: &BTreeMap<String, u64>,
+) -> anyhow::Result<()> {
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for record in output {
+        let value: serde_json::Value =
+            serde_json::from_slice(record.value.as_deref().unwrap_or_default())?;
+        let key = value["key"].as_str().unwrap_or_default().to_owned();
+        let count = value["count"].as_u64().unwrap_or_default();
+        seen.entry(key).or_default().push(count);
+    }
+    let total: usize = seen.values().map(Vec::len).sum();
+    let expected_total: u64 = expected.values().sum();
+    anyhow::ensure!(
+        total as u64 == expected_total,
+        "{total} output records, expected {expected_total}"
+    );
+    for (key, n) in expected {
+        let counts = seen.get(key).cloned().unwrap_or_default();
+        let want: Vec<u64> = (1..=*n).collect();
+        anyhow::ensure!(
+            counts == want,
+            "key {key}: counts {:?}... expected 1..={n}",
+            &counts[..counts.len().min(10)]
+        );
+    }
+    Ok(())
+}
+
+async fn assert_redis_counts(
+    env: &TestEnv,
+    expected: &BTreeMap<String, u64>,
+) -> anyhow::Result<()> {
+    let client = redis::Client::open(env.get("REDIS_URL")?)?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    for (key, n) in expected {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(format!("counter:{key}"))
+            .query_async(&mut redis)
+            .await?;
+        anyhow::ensure!(
+            value == Some(*n),
+            "redis counter:{key} = {value:?}, expected {n}"
+        );
+    }
+    Ok(())
+}
+
+async fn create_bucket(env: &TestEnv, bucket: &str) -> anyhow::Result<()> {
+    let endpoint = env.get("GCS_ENDPOINT")?;
+    let response = reqwest::Client::new()
+        .post(format!("{endpoint}/storage/v1/b?project=trendstream-test"))
+        .json(&serde_json::json!({ "name": bucket }))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "bucket create: {}",
+        response.status()
+    );
+    Ok(())
+}
+
+async fn list_objects(env: &TestEnv, bucket: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let endpoint = env.get("GCS_ENDPOINT")?;
+    let listing: serde_json::Value = reqwest::Client::new()
+        .get(format!("{endpoint}/storage/v1/b/{bucket}/o"))
+        .query(&[("prefix", prefix)])
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(listing["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// A small deterministic generator, so a failing run can be repeated from its printed seed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// The replica's `trendstream_records_in_total`, summed over topics (0 when unreachable).
+async fn records_in(port: u16) -> u64 {
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return 0;
+    };
+    let body = response.text().await.unwrap_or_default();
+    body.lines()
+        .filter(|l| l.starts_with("trendstream_records_in_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn log_contains(path: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|log| log.contains(needle))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_under_sigkill() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let redis_url = env.get("REDIS_URL")?.to_owned();
+    let job = Job::new(&env, "eos", 6).await?.with("REDIS_URL", redis_url);
+    let (records, expected) = counted_records(&job.name, 200_000, 1_000);
+    produce_records(&job.bootstrap, &job.input, &records)?;
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64
+        | 1;
+    println!("kill schedule seed {seed}");
+    let mut rng = XorShift(seed);
+    let mut replica = job.start("replica-0").await?;
+    for kill in 1..=5 {
+        let wait = 200 + rng.next() % 1_500;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        replica.process.check_alive()?;
+        let processed = records_in(replica.port).await;
+        replica.process.kill_now()?;
+        println!("kill {kill}: SIGKILL after {wait} ms, this life had read {processed} records");
+        replica = job.start("replica-0").await?;
+    }
+    let output = job.read(&job.output, records.len(), Duration::from_secs(240))?;
+    assert_exact_counts(&output, &expected)?;
+    assert_redis_counts(&env, &expected).await?;
+    assert!(
+        replica.process.terminate(Duration::from_secs(30))?,
+        "clean exit on SIGTERM"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_moves_with_its_state_through_gcs() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let bucket = unique_name("ckpt");
+    create_bucket(&env, &bucket).await?;
+    let job = Job::new(&env, "move", 6)
+        .await?
+        .with("GCS_BUCKET", bucket.clone())
+        .with("GCS_ENDPOINT", env.get("GCS_ENDPOINT")?)
+        .with("CHECKPOINT_INTERVAL", "1s");
+    let (records, expected) = counted_records(&job.name, 60_000, 300);
+    let (first, second) = records.split_at(30_000);
+    let mut replica0 = job.start("replica-0").await?;
+    let replica1 = job.start("replica-1").await?;
+    produce_records(&job.bootstrap, &job.input, first)?;
+    job.read(&job.output, first.len(), Duration::from_secs(120))?;
+    // Let a checkpoint of the processed state reach GCS.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while list_objects(&env, &bucket, "checkpoints/")
+        .await?
+        .iter()
+        .filter(|o| o.contains("/manifests/"))
+        .count()
+        < 2
+    {
+        anyhow::ensure!(Instant::now() < deadline, "no checkpoint manifests in GCS");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    replica0.process.kill_now()?;
+    std::fs::remove_dir_all(job.state_dir("replica-0"))?;
+    produce_records(&job.bootstrap, &job.input, second)?;
+    // Same pod name (a StatefulSet pod rescheduled onto a new, empty volume).
+    let replica0 = job.start("replica-0").await?;
+    let output = job.read(&job.output, records.len(), Duration::from_secs(180))?;
+    assert_exact_counts(&output, &expected)?;
+    assert!(
+        log_contains(&replica0.process.log, "state restored from GCS"),
+        "the new replica restored from GCS; see {}",
+        replica0.process.log.display()
+    );
+    drop(replica1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_time_windows_lateness_and_idle_partitions() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let job = Job::new(&env, "windows", 2)
+        .await?
+        .with("COUNTER_MODE", "window")
+        .with("WINDOW_SIZE", "10s")
+        .with("MAX_OUT_OF_ORDERNESS", "5s")
+        .with("ALLOWED_LATENESS", "2s")
+        .with("IDLE_TIMEOUT", "2s");
+    let at = |key: &str, partition: i32, ts: i64| Outgoing {
+        key: Some(key.to_owned()),
+        value: format!("{{\"ts\":{ts}}}").into_bytes(),
+        partition: Some(partition),
+    };
+    let replica = job.start("replica-0").await?;
+    // Partition 1: one record for "b", then silence: it is idle when partition 0's records come.
+    produce_records(&job.bootstrap, &job.input, &[at("b", 1, 1_000)])?;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Partition 0, in arrival order, with the watermark (max - 5 s - 1 ms) after each:
+    let arrivals = [
+        at("a", 0, 1_000),  // wm -4001
+        at("a", 0, 3_000),  // wm -2001
+        at("a", 0, 12_000), // wm 6999 (12 s belongs to [10 s, 20 s))
+        at("a", 0, 2_000),  // out of order within the bound: counted in [0, 10 s)
+        at("a", 0, 16_000), // wm 10999: [0, 10 s) fires with 3
+        at("a", 0, 9_000),  // late but within lateness (cleanup at 11999): fires again with 4
+        at("a", 0, 18_000), // wm 12999: [0, 10 s) is cleaned up
+        at("a", 0, 5_000),  // beyond bound + lateness: late topic
+    ];
+    produce_records(&job.bootstrap, &job.input, &arrivals)?;
+    let output = job.read(&job.output, 3, Duration::from_secs(60))?;
+    let mut results: Vec<(String, i64, i64, u64)> = output
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value =
+                serde_json::from_slice(r.value.as_deref().unwrap_or_default()).unwrap_or_default();
+            (
+                v["key"].as_str().unwrap_or_default().to_owned(),
+                v["start"].as_i64().unwrap_or(-1),
+                v["end"].as_i64().unwrap_or(-1),
+                v["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    results.sort();
+    assert_eq!(
+        results,
+        vec![
+            ("a".to_owned(), 0, 10_000, 3),
+            ("a".to_owned(), 0, 10_000, 4),
+            // Partition 1 went idle and followed partition 0's watermark, so its window closed.
+            ("b".to_owned(), 0, 10_000, 1),
+        ]
+    );
+    let late = job.read(&job.late, 1, Duration::from_secs(30))?;
+    assert_eq!(late.len(), 1, "exactly one late record: {late:?}");
+    assert_eq!(late[0].value.as_deref(), Some(&b"{\"ts\":5000}"[..]));
+    let headers: BTreeMap<_, _> = late[0].headers.iter().cloned().collect();
+    assert_eq!(headers.get("source.topic"), Some(&job.input));
+    assert!(
+        headers.get("error").is_some_and(|e| e.contains("closed")),
+        "{headers:?}"
+    );
+    drop(replica);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_records_go_to_the_dlq_and_prometheus_scrapes_the_metrics() -> anyhow::Result<()>
+{
+    let env = TestEnv::load()?;
+    let bucket = unique_name("ckpt");
+    create_bucket(&env, &bucket).await?;
+    let job = Job::new(&env, "dlq", 3)
+        .await?
+        .with("GCS_BUCKET", bucket)
+        .with("GCS_ENDPOINT", env.get("GCS_ENDPOINT")?)
+        .with("CHECKPOINT_INTERVAL", "1s");
+    let (mut records, _) = counted_records(&job.name, 10_000, 50);
+    // 1% poison: every 100th record is not JSON, or has no key.
+    let mut poison = 0;
+    for (i, record) in records.iter_mut().enumerate() {
+        if i % 100 == 7 {
+            poison += 1;
+            if i % 200 == 7 {
+                record.value = b"{not json".to_vec();
+            } else {
+                record.key = None;
+            }
+        }
+    }
+    let replica = job.start("replica-0").await?;
+    produce_records(&job.bootstrap, &job.input, &records)?;
+    let output = job.read(
+        &job.output,
+        records.len() - poison,
+        Duration::from_secs(120),
+    )?;
+    assert_eq!(
+        output.len(),
+        records.len() - poison,
+        "every good record counted once"
+    );
+    let dead = job.read(&job.dlq, poison, Duration::from_secs(30))?;
+    assert_eq!(dead.len(), poison, "exactly the poison records in the DLQ");
+    for record in &dead {
+        let headers: BTreeMap<_, _> = record.headers.iter().cloned().collect();
+        for name in [
+            "error",
+            "source.topic",
+            "source.partition",
+            "source.offset",
+            "service",
+            "timestamp",
+        ] {
+            assert!(
+                headers.contains_key(name),
+                "header {name} missing: {headers:?}"
+            );
+        }
+        assert_eq!(headers["service"], "example-counter");
+        assert_eq!(headers["source.topic"], job.input);
+    }
+
+    // The metrics endpoint passes promtool and carries what DESIGN.md promises.
+    let address = format!("127.0.0.1:{}", replica.port);
+    let body = reqwest::get(format!("http://{address}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let promtool = env.get("PROMTOOL")?;
+    let (status, report) = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_input(body.as_bytes())?;
+    assert!(status.success(), "promtool check metrics: {report}");
+    for name in [
+        "trendstream_consumer_lag",
+        "trendstream_records_in_total",
+        "trendstream_records_out_total",
+        "trendstream_checkpoint_seconds_bucket",
+        "trendstream_dlq_records_total",
+        "trendstream_watermark_delay_seconds",
+        "trendstream_processing_seconds_bucket",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics");
+    }
+
+    let targets_dir = PathBuf::from(env.get("PROMETHEUS_TARGETS_DIR")?);
+    let target = targets_dir.join(format!("{}.json", job.name));
+    let partial = targets_dir.join(format!(".{}.tmp", job.name));
+    std::fs::write(
+        &partial,
+        serde_json::to_vec(
+            &serde_json::json!([{ "targets": [address], "labels": { "job_run": job.name } }]),
+        )?,
+    )?;
+    std::fs::rename(&partial, &target)?;
+    let prometheus = env.get("PROMETHEUS_URL")?;
+    let query = format!("trendstream_dlq_records_total{{job_run=\"{}\"}}", job.name);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = serde_json::Value::Null;
+    let scraped = loop {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .get(format!("{prometheus}/api/v1/query"))
+            .query(&[("query", query.as_str())])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let value = answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_owned);
+        if value.as_deref() == Some(&poison.to_string()) {
+            break true;
+        }
+        last = answer;
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let _ = std::fs::remove_file(&target);
+    assert!(
+        scraped,
+        "Prometheus never returned {poison} for {query}; last answer {last}"
+    );
+    drop(replica);
+    Ok(())
+}
+
+/// `Command::output` with bytes on stdin.
+trait OutputWithInput {
+    fn output_with_input(
+        &mut self,
+        input: &[u8],
+    ) -> anyhow::Result<(std::process::ExitStatus, String)>;
+}
+
+impl OutputWithInput for Command {
+    fn output_with_input(
+        &mut self,
+        input: &[u8],
+    ) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input)?;
+        }
+        let output = child.wait_with_output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok((output.status, text))
+    }
+}

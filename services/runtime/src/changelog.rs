@@ -1,0 +1,188 @@
+//! Changelog topics: creating them, and replaying them into a partition's state.
+
+use crate::state::{PartitionState, StateError};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 1_000;
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(600);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangelogError {
+    #[error("changelog {topic}: {source}")]
+    Kafka { topic: String, source: KafkaError },
+    #[error("creating topic {topic}: {code}")]
+    Create {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error(
+        "changelog {topic} partition {partition}: no end after {0:?}",
+        RESTORE_TIMEOUT
+    )]
+    Timeout { topic: String, partition: i32 },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// A topic the runtime creates when missing.
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub compacted: bool,
+}
+
+/// Creates the topics that do not exist yet (already existing is fine).
+pub async fn ensure_topics(
+    bootstrap: &str,
+    replication: i32,
+    topics: &[TopicSpec],
+) -> Result<(), ChangelogError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|source| ChangelogError::Kafka {
+            topic: "(admin)".into(),
+            source,
+        })?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replication));
+            if t.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let results = admin
+        .create_topics(new_topics.iter(), &options)
+        .await
+        .map_err(|source| ChangelogError::Kafka {
+            topic: "(admin)".into(),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(ChangelogError::Create { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of `topic`, from the broker.
+pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32, ChangelogError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(|source| ChangelogError::Kafka {
+            topic: topic.to_owned(),
+            source,
+        })?;
+    let count = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .filter(|t| t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    Ok(i32::try_from(count).unwrap_or(i32::MAX))
+}
+
+/// Replays each store's changelog into `state`, from the position the state recorded to the
+/// end of the log (read_committed: only committed transactions). Returns records replayed.
+pub fn replay(
+    bootstrap: &str,
+    state: &mut PartitionState,
+    topics: &[String],
+) -> Result<u64, ChangelogError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "trendstream-restore")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|source| ChangelogError::Kafka {
+            topic: topics.join(","),
+            source,
+        })?;
+    let partition = state.partition();
+    let mut replayed = 0;
+    for (index, topic) in topics.iter().enumerate() {
+        let kafka = |source| ChangelogError::Kafka {
+            topic: topic.clone(),
+            source,
+        };
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+            .map_err(kafka)?;
+        let from = state.changelog_position(index)?.unwrap_or(low).max(low);
+        if from >= high {
+            continue;
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(from))
+            .map_err(kafka)?;
+        consumer.assign(&assignment).map_err(kafka)?;
+        let deadline = Instant::now() + RESTORE_TIMEOUT;
+        let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(BATCH);
+        let mut next = from;
+        loop {
+            if Instant::now() > deadline {
+                return Err(ChangelogError::Timeout {
+                    topic: topic.clone(),
+                    partition,
+                });
+            }
+            match consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(err)) => return Err(kafka(err)),
+                Some(Ok(message)) => {
+                    let Some(key) = message.key() else { continue };
+                    batch.push((key.to_vec(), message.payload().map(<[u8]>::to_vec)));
+                    next = message.offset() + 1;
+                    replayed += 1;
+                    if batch.len() >= BATCH {
+                        state.restore_batch(index, &batch, next)?;
+                        batch.clear();
+                    }
+                }
+            }
+        }
+        // The end of the log (transaction markers included) is where the next write goes.
+        let end = consumer
+            .position()
+            .ok()
+            .and_then(|tpl| {
+                tpl.find_partition(topic, partition)
+                    .and_then(|p| p.offset().to_raw())
+            })
+            .unwrap_or(next)
+            .max(next);
+        state.restore_batch(index, &batch, end)?;
+    }
+    if let Err(err) = consumer.unassign() {
+        tracing::debug!(%err, "unassigning the restore consumer");
+    }
+    Ok(replayed)
+}
+
+/// True when the error means another producer with our transactional id took over.
+pub fn is_fenced(err: &KafkaError) -> bool {
+    match err {
+        KafkaError::Transaction(e) => e.is_fatal() || e.code() == RDKafkaErrorCode::ProducerFenced,
+        _ => false,
+    }
+}

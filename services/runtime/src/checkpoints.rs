@@ -1,0 +1,243 @@
+//! Checkpoints: RocksDB checkpoints on the PVC, uploaded incrementally to GCS, and the restore
+//! path of a partition that arrives without local state.
+//!
+//! A checkpoint is taken right after a commit, so it holds exactly committed state together with
+//! the changelog positions it reached; restoring it and replaying the changelogs from there gives
+//! the current state. Uploads run on the tokio runtime, off the processing thread; a partition
+//! whose previous upload is still running skips a round.
+
+use crate::changelog;
+use crate::engine::EngineError;
+use crate::metrics::{OutcomeLabels, RuntimeMetrics};
+use crate::state::PartitionState;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::runtime::Handle;
+use trendstream_checkpoint::{CheckpointStore, GcsClient, GcsConfig};
+
+pub struct Checkpointer {
+    state_dir: PathBuf,
+    bootstrap: String,
+    group: String,
+    interval: Duration,
+    retained: usize,
+    last: Instant,
+    gcs: Option<GcsClient>,
+    runtime: Handle,
+    uploading: Arc<Mutex<HashSet<i32>>>,
+    metrics: Arc<RuntimeMetrics>,
+}
+
+/// Settings of a [`Checkpointer`].
+pub struct CheckpointSettings {
+    pub state_dir: PathBuf,
+    pub bootstrap: String,
+    pub group: String,
+    pub interval: Duration,
+    pub retained: usize,
+    pub gcs: Option<GcsConfig>,
+}
+
+impl Checkpointer {
+    pub fn new(
+        settings: CheckpointSettings,
+        runtime: Handle,
+        metrics: Arc<RuntimeMetrics>,
+    ) -> Result<Self, Box<trendstream_checkpoint::Error>> {
+        let gcs = settings
+            .gcs
+            .map(GcsClient::new)
+            .transpose()
+            .map_err(Box::new)?;
+        Ok(Self {
+            state_dir: settings.state_dir,
+            bootstrap: settings.bootstrap,
+            group: settings.group,
+            interval: settings.interval,
+            retained: settings.retained,
+            last: Instant::now(),
+            gcs,
+            runtime,
+            uploading: Arc::default(),
+            metrics,
+        })
+    }
+
+    fn partition_dir(&self, partition: i32) -> PathBuf {
+        self.state_dir
+            .join("partitions")
+            .join(partition.to_string())
+    }
+
+    fn checkpoint_root(&self, partition: i32) -> PathBuf {
+        self.state_dir
+            .join("checkpoints")
+            .join(partition.to_string())
+    }
+
+    fn store(&self, partition: i32) -> Option<CheckpointStore> {
+        self.gcs.clone().map(|client| {
+            CheckpointStore::new(client, format!("{}/partition-{partition}", self.group))
+        })
+    }
+
+    pub fn due(&self) -> bool {
+        self.last.elapsed() >= self.interval
+    }
+
+    /// Opens a partition's state: the local database if there is one, else the newest GCS
+    /// checkpoint, else empty; then replays the changelogs. Returns the records replayed.
+    pub fn open_partition(
+        &self,
+        partition: i32,
+        stores: &[&str],
+        changelogs: &[String],
+    ) -> Result<(PartitionState, u64), EngineError> {
+        let dir = self.partition_dir(partition);
+        if !dir.join("CURRENT").exists() {
+            self.restore_from_gcs(partition, &dir);
+        }
+        let mut state = PartitionState::open(&dir, partition, stores)?;
+        let replayed = changelog::replay(&self.bootstrap, &mut state, changelogs)?;
+        Ok((state, replayed))
+    }
+
+    /// Best effort: a missing or broken checkpoint means a full changelog replay, not a failure.
+    fn restore_from_gcs(&self, partition: i32, dir: &Path) {
+        let Some(store) = self.store(partition) else {
+            return;
+        };
+        let restore = async {
+            let Some(manifest) = store.latest().await? else {
+                return Ok(None);
+            };
+            if dir.exists() {
+                let _ = tokio::fs::remove_dir_all(dir).await;
+            }
+            store.restore(&manifest, dir).await?;
+            Ok::<_, trendstream_checkpoint::Error>(Some(manifest.id))
+        };
+        match self.runtime.block_on(restore) {
+            Ok(Some(id)) => tracing::info!(partition, checkpoint = id, "state restored from GCS"),
+            Ok(None) => tracing::info!(partition, "no checkpoint in GCS; replaying the changelog"),
+            Err(err) => {
+                tracing::warn!(partition, error = %err, "restore from GCS failed; replaying the whole changelog");
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    /// Makes a local checkpoint of every partition and uploads each in the background.
+    pub fn checkpoint_all<'a>(&mut self, states: impl Iterator<Item = &'a PartitionState>) {
+        self.last = Instant::now();
+        for state in states {
+            let partition = state.partition();
+            if !self
+                .uploading
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(partition)
+            {
+                continue;
+            }
+            let started = Instant::now();
+            let root = self.checkpoint_root(partition);
+            let stamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let dir = root.join(format!("{stamp:020}"));
+            let made = std::fs::create_dir_all(&root)
+                .map_err(|err| err.to_string())
+                .and_then(|()| state.checkpoint(&dir).map_err(|err| err.to_string()));
+            if let Err(err) = made {
+                tracing::warn!(partition, error = %err, "local checkpoint failed");
+                self.finish(partition, "failed");
+                continue;
+            }
+            prune_local(&root, self.retained);
+            let Some(store) = self.store(partition) else {
+                self.metrics
+                    .checkpoint_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.finish(partition, "local");
+                continue;
+            };
+            let metadata = serde_json::json!({ "partition": partition, "group": self.group });
+            let uploading = self.uploading.clone();
+            let metrics = self.metrics.clone();
+            let retained = self.retained;
+            self.runtime.spawn(async move {
+                let outcome = match store.upload(&dir, metadata).await {
+                    Ok(report) => {
+                        metrics
+                            .checkpoint_uploaded_bytes
+                            .inc_by(report.uploaded_bytes);
+                        metrics.checkpoint_reused_bytes.inc_by(report.reused_bytes);
+                        if let Err(err) = store.retain(retained).await {
+                            tracing::warn!(partition, error = %err, "checkpoint retention failed");
+                        }
+                        tracing::debug!(partition, id = report.manifest.id, "checkpoint uploaded");
+                        "uploaded"
+                    }
+                    Err(err) => {
+                        tracing::warn!(partition, error = %err, "checkpoint upload failed");
+                        "failed"
+                    }
+                };
+                metrics
+                    .checkpoint_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics
+                    .checkpoints
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .inc();
+                uploading
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&partition);
+            });
+        }
+    }
+
+    fn finish(&self, partition: i32, outcome: &'static str) {
+        self.metrics
+            .checkpoints
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.uploading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&partition);
+    }
+
+    /// Waits (bounded) for running uploads, at shutdown.
+    pub fn wait_for_uploads(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline
+            && !self
+                .uploading
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Keeps the newest `keep` local checkpoint directories of a partition.
+fn prune_local(root: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(keep);
+    for dir in dirs.into_iter().take(excess) {
+        if let Err(err) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %err, "removing an old local checkpoint");
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The runtime's typed configuration, from flags or the environment the operator sets.
+//!
+//! Every value is parsed and checked when the process starts (clap names the offending flag or
+//! variable); [`RuntimeOptions::validate`] adds the cross-field checks.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+use trendstream_service::duration;
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    duration::parse(value).map_err(|err| err.to_string())
+}
+
+/// Options of the streaming runtime, shared by every processor.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeOptions {
+    /// Kafka bootstrap servers, `host:port[,host:port]`.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: String,
+
+    /// Input topics, comma-separated; co-partitioned (partition N of each is one task).
+    #[arg(
+        long,
+        env = "KAFKA_INPUT_TOPICS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub input_topics: Vec<String>,
+
+    /// Main output topic.
+    #[arg(long, env = "KAFKA_OUTPUT_TOPIC")]
+    pub output_topic: String,
+
+    /// Consumer group; also names the changelog topics and the GCS checkpoint scope.
+    #[arg(long, env = "KAFKA_CONSUMER_GROUP")]
+    pub consumer_group: String,
+
+    /// Stable identity of this replica (static group membership and transactional id).
+    /// Defaults to the pod name; a restarted pod keeps its partitions without a rebalance.
+    #[arg(long, env = "POD_NAME")]
+    pub instance_id: String,
+
+    /// Where the per-partition RocksDB state lives (the PVC).
+    #[arg(long, env = "STATE_DIR", default_value = "/var/lib/trendstream/state")]
+    pub state_dir: PathBuf,
+
+    /// How often the transaction (outputs, changelog, offsets) commits.
+    #[arg(long, env = "COMMIT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub commit_interval: Duration,
+
+    /// Records per transaction at most, whatever the interval.
+    #[arg(long, env = "COMMIT_MAX_RECORDS", default_value_t = 10_000)]
+    pub commit_max_records: usize,
+
+    /// How often partitions are checkpointed (RocksDB checkpoint, uploaded to GCS).
+    #[arg(long, env = "CHECKPOINT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+
+    /// GCS checkpoints kept per partition.
+    #[arg(long, env = "CHECKPOINT_RETAINED", default_value_t = 3)]
+    pub checkpoint_retained: usize,
+
+    /// GCS bucket for checkpoints; none keeps them on the PVC only.
+    #[arg(long, env = "GCS_BUCKET")]
+    pub gcs_bucket: Option<String>,
+
+    /// Object prefix inside the bucket.
+    #[arg(long, env = "GCS_PREFIX", default_value = "checkpoints")]
+    pub gcs_prefix: String,
+
+    /// GCS endpoint override (the emulator); unset means storage.googleapis.com with Workload
+    /// Identity credentials.
+    #[arg(long, env = "GCS_ENDPOINT")]
+    pub gcs_endpoint: Option<String>,
+
+    /// Bounded out-of-orderness of event time.
+    #[arg(long, env = "MAX_OUT_OF_ORDERNESS", default_value = "30s", value_parser = parse_duration)]
+    pub max_out_of_orderness: Duration,
+
+    /// How long after a window fires late records still update it.
+    #[arg(long, env = "ALLOWED_LATENESS", default_value = "0s", value_parser = parse_duration)]
+    pub allowed_lateness: Duration,
+
+    /// A partition without records this long stops holding event time back.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Late records go here (never dropped).
+    #[arg(long, env = "KAFKA_LATE_TOPIC", default_value = "late-events")]
+    pub late_topic: String,
+
+    /// Dead-letter topic; default `dlq.<service>`.
+    #[arg(long, env = "KAFKA_DLQ_TOPIC")]
+    pub dlq_topic: Option<String>,
+
+    /// Redis for idempotent sinks; none disables them.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Consumer session timeout: how long a silent replica keeps its partitions.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
+
+    /// Producer messages in flight above which input partitions are paused (backpressure).
+    #[arg(long, env = "PRODUCER_MAX_IN_FLIGHT", default_value_t = 50_000)]
+    pub producer_max_in_flight: i32,
+
+    /// Replication factor of the changelog topics the runtime creates.
+    #[arg(long, env = "CHANGELOG_REPLICATION_FACTOR", default_value_t = 1)]
+    pub changelog_replication_factor: i32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {field}: {message}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl RuntimeOptions {
+    /// Cross-field checks clap cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |field, message: &str| {
+            Err(ConfigError {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if self.input_topics.iter().any(|t| t.trim().is_empty()) {
+            return fail("KAFKA_INPUT_TOPICS", "empty topic name");
+        }
+        if self.input_topics.contains(&self.output_topic) {
+            return fail("KAFKA_OUTPUT_TOPIC", "must differ from the input topics");
+        }
+        if self.instance_id.trim().is_empty() {
+            return fail("POD_NAME", "must not be empty");
+        }
+        if self.commit_interval.is_zero() {
+            return fail("COMMIT_INTERVAL", "must be positive");
+        }
+        if self.commit_max_records == 0 {
+            return fail("COMMIT_MAX_RECORDS", "must be positive");
+        }
+        if self.checkpoint_retained == 0 {
+            return fail("CHECKPOINT_RETAINED", "keep at least one checkpoint");
+        }
+        if self.session_timeout < Duration::from_secs(6) {
+            return fail(
+                "KAFKA_SESSION_TIMEOUT",
+                "the broker's minimum is 6s (group.min.session.timeout.ms)",
+            );
+        }
+        if self.producer_max_in_flight <= 0 {
+            return fail("PRODUCER_MAX_IN_FLIGHT", "must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn dlq_topic(&self, service: &str) -> String {
+        self.dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("dlq.{service}"))
+    }
+
+    /// The changelog topic of a state store.
+    pub fn changelog_topic(&self, store: &str) -> String {
+        format!("{}-{store}-changelog", self.consumer_group)
+    }
+
+    pub fn max_out_of_orderness_ms(&self) -> i64 {
+        millis(self.max_out_of_orderness)
+    }
+
+    pub fn allowed_lateness_ms(&self) -> i64 {
+        millis(self.allowed_lateness)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        runtime: RuntimeOptions,
+    }
+
+    fn parse(extra: &[&str]) -> Result<RuntimeOptions, String> {
+        let mut args = vec![
+            "test",
+            "--bootstrap-servers",
+            "127.0.0.1:9092",
+            "--input-topics",
+            "orders,clicks",
+            "--output-topic",
+            "out",
+            "--consumer-group",
+            "g",
+            "--instance-id",
+            "pod-0",
+        ];
+        args.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        cli.runtime.validate().map_err(|e| e.to_string())?;
+        Ok(cli.runtime)
+    }
+
+    #[test]
+    fn defaults_and_derived_names() {
+        let options = parse(&[]).expect("valid");
+        assert_eq!(options.input_topics, ["orders", "clicks"]);
+        assert_eq!(options.max_out_of_orderness_ms(), 30_000);
+        assert_eq!(options.commit_interval, Duration::from_millis(100));
+        assert_eq!(options.dlq_topic("fraud-detector"), "dlq.fraud-detector");
+        assert_eq!(options.changelog_topic("counts"), "g-counts-changelog");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: [(&[&str], &str); 4] = [
+            (&["--commit-interval", "soon"], "soon"),
+            (&["--input-topics", "out"], "KAFKA_OUTPUT_TOPIC"),
+            (&["--checkpoint-retained", "0"], "CHECKPOINT_RETAINED"),
+            (&["--session-timeout", "1s"], "KAFKA_SESSION_TIMEOUT"),
+        ];
+        for (args, field) in cases {
+            let err = parse(args).expect_err("invalid");
+            assert!(err.contains(field), "{args:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,835 @@
+//! The processing core: records in, processor calls, one Kafka transaction per commit interval.
+//!
+//! # Partition ownership
+//!
+//! Partitions are assigned by the Kafka consumer group (cooperative-sticky, static membership
+//! with the pod name as `group.instance.id`), not computed from the StatefulSet ordinal. The HPA
+//! changes the replica count without restarting existing pods, so a static `partition % replicas`
+//! split would overlap or leave gaps until every pod restarted; the group protocol always gives a
+//! partition to exactly one live member. It is also what fences zombies: offsets are committed
+//! through the transaction with the consumer group metadata (exactly-once v2, KIP-447), so a
+//! replica that lost a partition cannot commit for it, and a restarted pod's
+//! `init_transactions` with the same transactional id aborts whatever its previous life left
+//! open. Static membership keeps a restarted pod's partitions with it (no rebalance within the
+//! session timeout).
+//!
+//! # One transaction
+//!
+//! Between commits, outputs, late and dead-letter records go to the transactional producer at
+//! once; state writes stay in each partition's overlay. A commit sends the overlays to the
+//! changelogs, applies the Redis writes, adds the input offsets to the transaction and commits;
+//! only then are the overlays written to RocksDB. An abortable failure aborts, drops the
+//! overlays and rewinds the consumer to the committed offsets.
+
+use crate::changelog;
+use crate::checkpoints::Checkpointer;
+use crate::config::RuntimeOptions;
+use crate::metrics::{OutcomeLabels, PartitionLabels, RuntimeMetrics, TaskLabels, TopicLabels};
+use crate::processor::{Context, Emitted, ProcessError, Processor, Record, RedisWrite, Timer};
+use crate::redis_sink::RedisSink;
+use crate::state::{PartitionState, StateError};
+use crate::watermark::{PartitionActivity, idle_advances};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use trendstream_service::ops::Readiness;
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        context: &'static str,
+        source: KafkaError,
+    },
+    #[error("this replica was fenced (another instance with transactional id {0} took over)")]
+    Fenced(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Changelog(#[from] changelog::ChangelogError),
+    #[error("processor: {0}")]
+    Processor(ProcessError),
+    #[error("{0} (transaction not committed)")]
+    Redis(#[from] crate::redis_sink::RedisSinkError),
+    #[error("offsets to commit but no consumer group metadata yet")]
+    NoGroupMetadata,
+}
+
+fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> EngineError {
+    move |source| EngineError::Kafka { context, source }
+}
+
+/// Records the offsets the changelog writes landed at, so a committed partition can store how
+/// far its changelog goes.
+#[derive(Default)]
+pub struct DeliveryTracker {
+    changelogs: HashSet<String>,
+    delivered: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl DeliveryTracker {
+    pub fn new(changelogs: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            changelogs: changelogs.into_iter().collect(),
+            delivered: Mutex::default(),
+        }
+    }
+
+    fn take(&self) -> HashMap<(String, i32), i64> {
+        std::mem::take(&mut *lock(&self.delivered))
+    }
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(message) = result
+            && self.changelogs.contains(message.topic())
+        {
+            let mut delivered = lock(&self.delivered);
+            let max = delivered
+                .entry((message.topic().to_owned(), message.partition()))
+                .or_insert(message.offset());
+            *max = (*max).max(message.offset());
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Everything the processing loop and the rebalance callbacks share.
+pub struct Core<P: Processor> {
+    processor: P,
+    options: RuntimeOptions,
+    dlq_topic: String,
+    /// Changelog topic per store index (the processor's stores, then the runtime's).
+    changelogs: Vec<String>,
+    producer: BaseProducer<DeliveryTracker>,
+    tasks: BTreeMap<i32, PartitionState>,
+    /// Next offset to read per input (topic, partition), as processed.
+    positions: HashMap<(String, i32), i64>,
+    /// Offsets committed per input (topic, partition); `None`: nothing committed yet.
+    committed: HashMap<(String, i32), Option<i64>>,
+    redis: Option<RedisSink>,
+    redis_pending: Vec<RedisWrite>,
+    txn_open: bool,
+    uncommitted: usize,
+    txn_started: Instant,
+    /// Set after an abort: the loop must seek the consumer back to the committed offsets.
+    needs_rewind: bool,
+    checkpointer: Checkpointer,
+    metrics: Arc<RuntimeMetrics>,
+    readiness: Readiness,
+    max_out_of_orderness: i64,
+    allowed_lateness: i64,
+}
+
+impl<P: Processor> Core<P> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        processor: P,
+        options: RuntimeOptions,
+        producer: BaseProducer<DeliveryTracker>,
+        changelogs: Vec<String>,
+        redis: Option<RedisSink>,
+        checkpointer: Checkpointer,
+        metrics: Arc<RuntimeMetrics>,
+        readiness: Readiness,
+    ) -> Self {
+        let dlq_topic = options.dlq_topic(processor.service());
+        Self {
+            max_out_of_orderness: options.max_out_of_orderness_ms(),
+            allowed_lateness: options.allowed_lateness_ms(),
+            processor,
+            dlq_topic,
+            changelogs,
+            producer,
+            tasks: BTreeMap::new(),
+            positions: HashMap::new(),
+            committed: HashMap::new(),
+            redis,
+            redis_pending: Vec::new(),
+            txn_open: false,
+            uncommitted: 0,
+            txn_started: Instant::now(),
+            needs_rewind: false,
+            checkpointer,
+            metrics,
+            readiness,
+            options,
+        }
+    }
+
+    pub fn producer(&self) -> &BaseProducer<DeliveryTracker> {
+        &self.producer
+    }
+
+    fn transactional_id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.options.consumer_group, self.options.instance_id
+        )
+    }
+
+    fn fatal_or(&self, context: &'static str, err: KafkaError) -> EngineError {
+        if changelog::is_fenced(&err) {
+            EngineError::Fenced(self.transactional_id())
+        } else {
+            EngineError::Kafka {
+                context,
+                source: err,
+            }
+        }
+    }
+
+    fn ensure_transaction(&mut self) -> Result<(), EngineError> {
+        if !self.txn_open {
+            self.producer
+                .begin_transaction()
+                .map_err(|err| self.fatal_or("begin transaction", err))?;
+            self.txn_open = true;
+            self.txn_started = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Sends one record in the open transaction, waiting while the producer queue is full.
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), EngineError> {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((err, _)) => return Err(kafka("produce")(err)),
+            }
+        }
+        self.metrics
+            .records_out
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .inc();
+        Ok(())
+    }
+
+    /// Processes one input record: decode, process, event time, timers; errors of the
+    /// record's own making go to the dead-letter topic.
+    pub fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let partition = message.partition();
+        let topic = message.topic();
+        self.ensure_transaction()?;
+        self.metrics
+            .records_in
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .inc();
+        let record = Record {
+            topic,
+            partition,
+            offset: message.offset(),
+            key: message.key(),
+            payload: message.payload(),
+            timestamp: message.timestamp().to_millis(),
+        };
+        let Some(state) = self.tasks.get_mut(&partition) else {
+            // Not ours (a revoke raced the fetch): leave it for the owner.
+            tracing::debug!(topic, partition, "record for an unowned partition skipped");
+            return Ok(());
+        };
+        state.last_record = Instant::now();
+        let mut emitted = Emitted::default();
+        let outcome = match self.processor.decode(&record) {
+            Err(err) => Err(err),
+            Ok(event) => {
+                let event_time = self.processor.event_time(&event);
+                state.begin_record();
+                let mut ctx = Context {
+                    state: &mut *state,
+                    emitted: &mut emitted,
+                    allowed_lateness: self.allowed_lateness,
+                };
+                match self.processor.process(&mut ctx, event) {
+                    Ok(()) => {
+                        state.observe(event_time, self.max_out_of_orderness)?;
+                        Ok(())
+                    }
+                    Err(err) => {
+                        state.rollback_record();
+                        emitted = Emitted::default();
+                        Err(err)
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => self.flush_emitted(emitted, Some(&record))?,
+            Err(err) if err.is_record_error() => self.dead_letter(&record, &err.to_string())?,
+            Err(err) => return Err(EngineError::Processor(err)),
+        }
+        self.fire_timers(partition)?;
+        self.positions
+            .insert((topic.to_owned(), partition), message.offset() + 1);
+        self.uncommitted += 1;
+        self.metrics
+            .processing_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn flush_emitted(
+        &mut self,
+        emitted: Emitted,
+        input: Option<&Record<'_>>,
+    ) -> Result<(), EngineError> {
+        for out in &emitted.records {
+            let topic = out.topic.as_deref().unwrap_or(&self.options.output_topic);
+            self.send(topic, None, out.key.as_deref(), Some(&out.payload), None)?;
+        }
+        if let (Some(reason), Some(record)) = (&emitted.late, input) {
+            let headers = self.source_headers(record, reason).insert(Header {
+                key: "watermark",
+                value: Some(
+                    self.tasks
+                        .get(&record.partition)
+                        .map_or(i64::MIN, |s| s.clock().watermark)
+                        .to_string()
+                        .as_bytes(),
+                ),
+            });
+            self.send(
+                &self.options.late_topic,
+                None,
+                record.key,
+                record.payload,
+                Some(headers),
+            )?;
+            self.metrics.late_records.inc();
+        }
+        self.redis_pending.extend(emitted.redis);
+        Ok(())
+    }
+
+    fn source_headers(&self, record: &Record<'_>, error: &str) -> OwnedHeaders {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        OwnedHeaders::new()
+            .insert(Header {
+                key: "error",
+                value: Some(error.as_bytes()),
+            })
+            .insert(Header {
+                key: "source.topic",
+                value: Some(record.topic.as_bytes()),
+            })
+            .insert(Header {
+                key: "source.partition",
+                value: Some(record.partition.to_string().as_bytes()),
+            })
+            .insert(Header {
+                key: "source.offset",
+                value: Some(record.offset.to_string().as_bytes()),
+            })
+            .insert(Header {
+                key: "service",
+                value: Some(self.processor.service().as_bytes()),
+            })
+            .insert(Header {
+                key: "timestamp",
+                value: Some(now.to_string().as_bytes()),
+            })
+    }
+
+    fn dead_letter(&mut self, record: &Record<'_>, error: &str) -> Result<(), EngineError> {
+        tracing::warn!(
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            error,
+            "record to the dead-letter topic"
+        );
+        let headers = self.source_headers(record, error);
+        self.send(
+            &self.dlq_topic,
+            None,
+            record.key,
+            record.payload,
+            Some(headers),
+        )?;
+        self.metrics.dlq_records.inc();
+        Ok(())
+    }
+
+    /// Runs the timers of `partition` that its watermark has reached, in time order.
+    fn fire_timers(&mut self, partition: i32) -> Result<(), EngineError> {
+        loop {
+            let Some(state) = self.tasks.get_mut(&partition) else {
+                return Ok(());
+            };
+            let watermark = state.clock().watermark;
+            let Some(timer) = state.pop_due_timer(watermark) else {
+                return Ok(());
+            };
+            let mut emitted = Emitted::default();
+            state.begin_record();
+            let mut ctx = Context {
+                state: &mut *state,
+                emitted: &mut emitted,
+                allowed_lateness: self.allowed_lateness,
+            };
+            match self.processor.on_timer(&mut ctx, timer.clone()) {
+                Ok(()) => self.flush_emitted(emitted, None)?,
+                Err(err) if err.is_record_error() => {
+                    state.rollback_record();
+                    self.timer_dead_letter(partition, &timer, &err.to_string())?;
+                }
+                Err(err) => return Err(EngineError::Processor(err)),
+            }
+        }
+    }
+
+    fn timer_dead_letter(
+        &mut self,
+        partition: i32,
+        timer: &Timer,
+        error: &str,
+    ) -> Result<(), EngineError> {
+        tracing::warn!(
+            partition,
+            ?timer,
+            error,
+            "timer callback failed; dead-lettered"
+        );
+        let payload =
+            serde_json::json!({ "timer": { "time": timer.time, "key": timer.key } }).to_string();
+        let record = Record {
+            topic: "(timer)",
+            partition,
+            offset: -1,
+            key: Some(timer.key.as_bytes()),
+            payload: Some(payload.as_bytes()),
+            timestamp: None,
+        };
+        self.dead_letter(&record, error)
+    }
+
+    /// Carries idle partitions along with the active ones (see [`crate::watermark`]).
+    pub fn advance_idle(&mut self) -> Result<(), EngineError> {
+        let activity: Vec<PartitionActivity> = self
+            .tasks
+            .values()
+            .map(|s| PartitionActivity {
+                partition: s.partition(),
+                watermark: s.clock().watermark,
+                last_record: s.last_record,
+            })
+            .collect();
+        for (partition, watermark) in
+            idle_advances(&activity, Instant::now(), self.options.idle_timeout)
+        {
+            // Only worth a changelog write when something waits on this partition's clock.
+            let waiting = self
+                .tasks
+                .get(&partition)
+                .is_some_and(|s| s.timer_count() > 0);
+            if !waiting {
+                continue;
+            }
+            self.ensure_transaction()?;
+            if let Some(state) = self.tasks.get_mut(&partition) {
+                state.advance_watermark(watermark)?;
+                tracing::debug!(partition, watermark, "idle partition's watermark advanced");
+            }
+            self.fire_timers(partition)?;
+            self.uncommitted += 1;
+        }
+        Ok(())
+    }
+
+    pub fn commit_due(&self) -> bool {
+        self.txn_open
+            && (self.uncommitted >= self.options.commit_max_records
+                || self.txn_started.elapsed() >= self.options.commit_interval)
+    }
+
+    /// Commits the open transaction (changelogs, Redis, offsets). `Ok(false)` when it had to be
+    /// aborted (the caller rewinds); an error is fatal for this replica.
+    pub fn commit(&mut self, group: Option<&ConsumerGroupMetadata>) -> Result<bool, EngineError> {
+        if !self.txn_open {
+            return Ok(true);
+        }
+        let started = Instant::now();
+        match self.try_commit(group) {
+            Ok(()) => {
+                self.metrics
+                    .transactions
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "committed",
+                    })
+                    .inc();
+                self.metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.after_commit()?;
+                Ok(true)
+            }
+            Err(err @ EngineError::Fenced(_)) => Err(err),
+            Err(err) => {
+                tracing::warn!(error = %err, "transaction failed; aborting and rewinding");
+                self.abort()?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn try_commit(&mut self, group: Option<&ConsumerGroupMetadata>) -> Result<(), EngineError> {
+        for state in self.tasks.values() {
+            for (store, key, value) in state.changes() {
+                self.send(
+                    &self.changelogs[store],
+                    Some(state.partition()),
+                    Some(key),
+                    value,
+                    None,
+                )?;
+            }
+        }
+        if let Some(redis) = &mut self.redis
+            && let Err(err) = redis.apply(&self.redis_pending)
+        {
+            self.readiness.set_not_ready(err.to_string());
+            return Err(err.into());
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.positions {
+            if self
+                .committed
+                .get(&(topic.clone(), *partition))
+                .copied()
+                .flatten()
+                != Some(*next)
+            {
+                offsets
+                    .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                    .map_err(kafka("offsets"))?;
+            }
+        }
+        if offsets.count() > 0 {
+            let group = group.ok_or(EngineError::NoGroupMetadata)?;
+            self.producer
+                .send_offsets_to_transaction(&offsets, group, TXN_TIMEOUT)
+                .map_err(|err| self.fatal_or("send offsets to transaction", err))?;
+        }
+        self.producer
+            .commit_transaction(TXN_TIMEOUT)
+            .map_err(|err| self.fatal_or("commit transaction", err))?;
+        Ok(())
+    }
+
+    fn after_commit(&mut self) -> Result<(), EngineError> {
+        self.producer.poll(Duration::ZERO);
+        let delivered = self.producer.context().take();
+        for state in self.tasks.values_mut() {
+            let positions: Vec<(usize, i64)> = self
+                .changelogs
+                .iter()
+                .enumerate()
+                .filter_map(|(index, topic)| {
+                    delivered
+                        .get(&(topic.clone(), state.partition()))
+                        .map(|offset| (index, offset + 1))
+                })
+                .collect();
+            state.apply(&positions)?;
+        }
+        for (key, next) in &self.positions {
+            self.committed.insert(key.clone(), Some(*next));
+        }
+        self.redis_pending.clear();
+        self.txn_open = false;
+        self.uncommitted = 0;
+        if self.redis.is_some()
+            && self
+                .readiness
+                .reason()
+                .is_some_and(|r| r.starts_with("redis"))
+        {
+            self.mark_ready();
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self) -> Result<(), EngineError> {
+        self.metrics
+            .transactions
+            .get_or_create(&OutcomeLabels { outcome: "aborted" })
+            .inc();
+        if let Err(err) = self.producer.abort_transaction(TXN_TIMEOUT) {
+            return Err(self.fatal_or("abort transaction", err));
+        }
+        self.producer.context().take();
+        for state in self.tasks.values_mut() {
+            state.discard()?;
+        }
+        self.redis_pending.clear();
+        self.txn_open = false;
+        self.uncommitted = 0;
+        self.needs_rewind = true;
+        Ok(())
+    }
+
+    /// After an abort: seeks the consumer back to the committed offsets.
+    pub fn rewind(
+        &mut self,
+        consumer: &BaseConsumer<impl ConsumerContext>,
+    ) -> Result<(), EngineError> {
+        if !self.needs_rewind {
+            return Ok(());
+        }
+        for ((topic, partition), committed) in &self.committed {
+            let offset = committed.map_or(Offset::Beginning, Offset::Offset);
+            consumer
+                .seek(topic, *partition, offset, Duration::from_secs(10))
+                .map_err(kafka("seek after abort"))?;
+        }
+        self.positions.clear();
+        self.needs_rewind = false;
+        Ok(())
+    }
+
+    /// Takes over newly assigned partitions: committed offsets, then state (local, else the
+    /// newest GCS checkpoint, else empty) brought up to date from the changelogs.
+    pub fn acquire(
+        &mut self,
+        consumer: &BaseConsumer<impl ConsumerContext>,
+        assigned: &TopicPartitionList,
+    ) -> Result<(), EngineError> {
+        self.readiness
+            .set_not_ready("restoring state of assigned partitions");
+        // Waits for any transaction of the previous owner to finish (read_committed asks the
+        // broker for stable offsets), so the changelog end below is final.
+        let committed = consumer
+            .committed_offsets(assigned.clone(), Duration::from_secs(60))
+            .map_err(kafka("committed offsets of assigned partitions"))?;
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            };
+            self.committed
+                .insert((element.topic().to_owned(), element.partition()), offset);
+        }
+        for element in assigned.elements() {
+            let partition = element.partition();
+            if self.tasks.contains_key(&partition) {
+                continue;
+            }
+            let started = Instant::now();
+            let (state, replayed) = self.checkpointer.open_partition(
+                partition,
+                self.processor.stores(),
+                &self.changelogs,
+            )?;
+            self.metrics.restored_records.inc_by(replayed);
+            self.metrics
+                .restore_seconds
+                .observe(started.elapsed().as_secs_f64());
+            tracing::info!(
+                partition,
+                replayed,
+                watermark = state.clock().watermark,
+                seconds = started.elapsed().as_secs_f64(),
+                "partition acquired"
+            );
+            self.tasks.insert(partition, state);
+        }
+        self.metrics
+            .assigned_partitions
+            .set(self.tasks.len() as i64);
+        self.mark_ready();
+        Ok(())
+    }
+
+    fn mark_ready(&self) {
+        self.readiness.set_ready();
+    }
+
+    /// Lets go of revoked partitions (after the caller committed).
+    pub fn release(&mut self, revoked: &TopicPartitionList, still_assigned: &TopicPartitionList) {
+        let kept: HashSet<i32> = still_assigned
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        for element in revoked.elements() {
+            let key = (element.topic().to_owned(), element.partition());
+            self.positions.remove(&key);
+            self.committed.remove(&key);
+            if !kept.contains(&element.partition())
+                && self.tasks.remove(&element.partition()).is_some()
+            {
+                tracing::info!(partition = element.partition(), "partition released");
+                self.metrics.watermark_delay_seconds.remove(&TaskLabels {
+                    partition: element.partition(),
+                });
+            }
+        }
+        self.metrics
+            .assigned_partitions
+            .set(self.tasks.len() as i64);
+    }
+
+    /// Checkpoints every partition when due (call right after a commit).
+    pub fn checkpoint_if_due(&mut self, force: bool) {
+        if self.txn_open || !(force || self.checkpointer.due()) {
+            return;
+        }
+        self.checkpointer.checkpoint_all(self.tasks.values());
+    }
+
+    /// Refreshes the per-partition gauges (watermark delay, state size); lag comes from the
+    /// consumer's statistics ([`RebalanceHandler`]).
+    pub fn refresh_gauges(&self) {
+        for state in self.tasks.values() {
+            let labels = TaskLabels {
+                partition: state.partition(),
+            };
+            if let Some(delay) = state.clock().delay() {
+                self.metrics
+                    .watermark_delay_seconds
+                    .get_or_create(&labels)
+                    .set(delay as f64 / 1000.0);
+            }
+            self.metrics
+                .state_size_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(state.size_bytes()).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn wait_for_uploads(&self, limit: Duration) {
+        self.checkpointer.wait_for_uploads(limit);
+    }
+
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
+
+/// The consumer's callbacks: commit before partitions go, restore before they are processed,
+/// and consumer lag from librdkafka's statistics.
+pub struct RebalanceHandler<P: Processor> {
+    pub core: Arc<Mutex<Core<P>>>,
+    /// A fatal error met inside a callback, for the loop to return.
+    pub failure: Arc<Mutex<Option<EngineError>>>,
+    pub metrics: Arc<RuntimeMetrics>,
+}
+
+impl<P: Processor> ClientContext for RebalanceHandler<P> {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition < 0 || p.ls_offset < 0 {
+                    continue;
+                }
+                // Our position (read_committed: against the last stable offset).
+                let position = [p.app_offset, p.committed_offset, p.lo_offset]
+                    .into_iter()
+                    .find(|o| *o >= 0)
+                    .unwrap_or(0);
+                self.metrics
+                    .consumer_lag
+                    .get_or_create(&PartitionLabels {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    })
+                    .set((p.ls_offset - position).max(0));
+            }
+        }
+    }
+}
+
+impl<P: Processor> ConsumerContext for RebalanceHandler<P> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let mut core = lock(&self.core);
+            let group = consumer.group_metadata();
+            let result = core.commit(group.as_ref());
+            match result {
+                Ok(_) => {
+                    core.checkpoint_if_due(true);
+                    let remaining = consumer.assignment().unwrap_or_default();
+                    let mut still = TopicPartitionList::new();
+                    for element in remaining.elements() {
+                        if revoked
+                            .find_partition(element.topic(), element.partition())
+                            .is_none()
+                        {
+                            still.add_partition(element.topic(), element.partition());
+                        }
+                    }
+                    core.release(revoked, &still);
+                }
+                Err(err) => *lock(&self.failure) = Some(err),
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                tracing::info!(partitions = assigned.count(), "partitions assigned");
+                let mut core = lock(&self.core);
+                if let Err(err) = core.acquire(consumer, assigned) {
+                    *lock(&self.failure) = Some(err);
+                }
+            }
+            Rebalance::Revoke(revoked) => {
+                tracing::info!(partitions = revoked.count(), "partitions revoked");
+            }
+            Rebalance::Error(err) => tracing::error!(%err, "rebalance error"),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! [`run`]: wires a processor to Kafka, state, checkpoints, Redis and the ops endpoint, and runs
+//! the processing loop until SIGTERM (or a fatal error).
+
+use crate::changelog::{self, TopicSpec};
+use crate::checkpoints::{CheckpointSettings, Checkpointer};
+use crate::config::RuntimeOptions;
+use crate::engine::{Core, DeliveryTracker, EngineError, RebalanceHandler};
+use crate::metrics::RuntimeMetrics;
+use crate::processor::Processor;
+use crate::redis_sink::RedisSink;
+use crate::state::RUNTIME_STORE;
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, Producer};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use trendstream_checkpoint::GcsConfig;
+use trendstream_service::ops::{self, Readiness};
+
+const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
+const SHUTDOWN_UPLOAD_WAIT: Duration = Duration::from_secs(20);
+
+/// Runs `processor` until SIGTERM/SIGINT. Returns an error (and the process should exit
+/// non-zero, so Kubernetes restarts it) on anything the runtime cannot recover from.
+pub fn run<P: Processor>(
+    options: RuntimeOptions,
+    http_addr: SocketAddr,
+    processor: P,
+) -> anyhow::Result<()> {
+    options.validate()?;
+    let service = processor.service();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+
+    let mut registry = Registry::with_prefix("trendstream");
+    let metrics = Arc::new(RuntimeMetrics::register(&mut registry));
+    let readiness = Readiness::new("starting");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    {
+        let router = ops::router(Arc::new(registry), readiness.clone());
+        let mut rx = shutdown_rx.clone();
+        let listener = tokio
+            .block_on(tokio::net::TcpListener::bind(http_addr))
+            .with_context(|| format!("binding the ops endpoint on {http_addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "serving /metrics and /health");
+        tokio.spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%err, "ops endpoint failed");
+            }
+        });
+    }
+    {
+        let stop = stop.clone();
+        tokio.spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested; finishing the batch");
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let partitions = input_partitions(&options)?;
+    let mut stores: Vec<String> = processor.stores().iter().map(|s| (*s).to_owned()).collect();
+    stores.push(RUNTIME_STORE.to_owned());
+    let changelogs: Vec<String> = stores.iter().map(|s| options.changelog_topic(s)).collect();
+    let mut topics: Vec<TopicSpec> = changelogs
+        .iter()
+        .map(|name| TopicSpec {
+            name: name.clone(),
+            partitions,
+            compacted: true,
+        })
+        .collect();
+    for name in [
+        options.dlq_topic(service),
+        options.late_topic.clone(),
+        options.output_topic.clone(),
+    ] {
+        topics.push(TopicSpec {
+            name,
+            partitions,
+            compacted: false,
+        });
+    }
+    tokio
+        .block_on(changelog::ensure_topics(
+            &options.bootstrap_servers,
+            options.changelog_replication_factor,
+            &topics,
+        ))
+        .context("creating changelog, dead-letter and late topics")?;
+
+    let producer: BaseProducer<DeliveryTracker> = ClientConfig::new()
+        .set("bootstrap.servers", &options.bootstrap_servers)
+        .set(
+            "transactional.id",
+            format!("{}-{}", options.consumer_group, options.instance_id),
+        )
+        .set("transaction.timeout.ms", "60000")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "200000")
+        .create_with_context(DeliveryTracker::new(changelogs.clone()))
+        .context("creating the transactional producer")?;
+    producer
+        .init_transactions(Duration::from_secs(60))
+        .context("initialising transactions (fences any previous instance of this replica)")?;
+
+    let redis = options
+        .redis_url
+        .as_deref()
+        .map(RedisSink::new)
+        .transpose()
+        .context("REDIS_URL")?;
+    let gcs = options.gcs_bucket.clone().map(|bucket| GcsConfig {
+        bucket,
+        prefix: options.gcs_prefix.clone(),
+        endpoint: options.gcs_endpoint.clone(),
+    });
+    let checkpointer = Checkpointer::new(
+        CheckpointSettings {
+            state_dir: options.state_dir.clone(),
+            bootstrap: options.bootstrap_servers.clone(),
+            group: options.consumer_group.clone(),
+            interval: options.checkpoint_interval,
+            retained: options.checkpoint_retained,
+            gcs,
+        },
+        tokio.handle().clone(),
+        metrics.clone(),
+    )
+    .context("GCS checkpoint settings")?;
+
+    let core = Arc::new(Mutex::new(Core::new(
+        processor,
+        options.clone(),
+        producer,
+        changelogs,
+        redis,
+        checkpointer,
+        metrics.clone(),
+        readiness.clone(),
+    )));
+    let failure = Arc::new(Mutex::new(None));
+    let consumer: BaseConsumer<RebalanceHandler<P>> = ClientConfig::new()
+        .set("bootstrap.servers", &options.bootstrap_servers)
+        .set("group.id", &options.consumer_group)
+        .set("group.instance.id", &options.instance_id)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set(
+            "session.timeout.ms",
+            options.session_timeout.as_millis().to_string(),
+        )
+        .set("max.poll.interval.ms", "600000")
+        .set("statistics.interval.ms", "2000")
+        .create_with_context(RebalanceHandler {
+            core: core.clone(),
+            failure: failure.clone(),
+            metrics: metrics.clone(),
+        })
+        .context("creating the consumer")?;
+    let topics: Vec<&str> = options.input_topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .context("subscribing to the input topics")?;
+    readiness.set_not_ready("waiting for a partition assignment");
+    tracing::info!(service, group = %options.consumer_group, instance = %options.instance_id, "processing");
+
+    let result = process(
+        &consumer,
+        &core,
+        &failure,
+        &stop,
+        &metrics,
+        options.producer_max_in_flight,
+    );
+    let _ = shutdown_tx.send(true);
+    match result {
+        Ok(()) => {
+            shutdown(&consumer, &core);
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Err(err) => {
+            readiness.set_not_ready(err.to_string());
+            Err(anyhow::Error::new(err).context("processing stopped"))
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The loop. The core's lock is never held across `poll`, whose rebalance callbacks take it.
+fn process<P: Processor>(
+    consumer: &BaseConsumer<RebalanceHandler<P>>,
+    core: &Mutex<Core<P>>,
+    failure: &Mutex<Option<EngineError>>,
+    stop: &AtomicBool,
+    metrics: &RuntimeMetrics,
+    max_in_flight: i32,
+) -> Result<(), EngineError> {
+    let mut paused = false;
+    let mut last_gauges = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let message = consumer.poll(Duration::from_millis(20));
+        if let Some(err) = lock(failure).take() {
+            return Err(err);
+        }
+        let mut core = lock(core);
+        match message {
+            Some(Ok(message)) => core.handle(&message)?,
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(err)) => tracing::warn!(%err, "consumer error"),
+        }
+        core.producer().poll(Duration::ZERO);
+        core.advance_idle()?;
+        if core.commit_due() {
+            let group = consumer.group_metadata();
+            if core.commit(group.as_ref())? {
+                core.checkpoint_if_due(false);
+            }
+        }
+        core.rewind(consumer)?;
+
+        // Backpressure: stop fetching while the producer has too much in flight.
+        let in_flight = core.in_flight();
+        if !paused && in_flight > max_in_flight {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = consumer.pause(&assignment);
+                paused = true;
+                metrics.paused.set(1);
+                tracing::debug!(in_flight, "input paused");
+            }
+        } else if paused && in_flight <= max_in_flight / 2 {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = consumer.resume(&assignment);
+            }
+            paused = false;
+            metrics.paused.set(0);
+        }
+        if last_gauges.elapsed() >= GAUGE_INTERVAL {
+            core.refresh_gauges();
+            last_gauges = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM: commit what was processed, checkpoint, and close the consumer.
+fn shutdown<P: Processor>(consumer: &BaseConsumer<RebalanceHandler<P>>, core: &Mutex<Core<P>>) {
+    {
+        let mut core = lock(core);
+        let group = consumer.group_metadata();
+        match core.commit(group.as_ref()) {
+            Ok(true) => core.checkpoint_if_due(true),
+            Ok(false) => tracing::warn!("the last transaction was aborted; it will be replayed"),
+            Err(err) => tracing::error!(%err, "final commit failed; it will be replayed"),
+        }
+    }
+    lock(core).wait_for_uploads(SHUTDOWN_UPLOAD_WAIT);
+    consumer.unsubscribe();
+}
+
+fn input_partitions(options: &RuntimeOptions) -> anyhow::Result<i32> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &options.bootstrap_servers)
+        .create()
+        .context("creating a metadata client")?;
+    let mut max = 0;
+    for topic in &options.input_topics {
+        let count = changelog::partition_count(&probe, topic)?;
+        if count == 0 {
+            anyhow::bail!(
+                "KAFKA_INPUT_TOPICS: topic {topic} does not exist on {}",
+                options.bootstrap_servers
+            );
+        }
+        max = max.max(count);
+    }
+    Ok(max)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the runtime");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
