@@ -330,6 +330,8 @@ async fn schemathesis_finds_no_failure_in_the_served_openapi_document() -> anyho
             .args(["--report", "ndjson", "--report-ndjson-path"])
             .arg(&report)
             .env("NO_COLOR", "1")
+            // schemathesis keeps a cache in its working directory.
+            .current_dir(trendstream_e2e::feature_api::log_dir())
             .kill_on_drop(true)
             .output(),
     )
