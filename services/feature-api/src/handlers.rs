@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::errors::{ApiError, ErrorBody};
 use crate::params::{
-    AlertsQuery, ApiQuery, LimitQuery, RevenueQuery, RevenueRange, UserPath, limit, timestamp,
+    AlertsQuery, ApiQuery, LimitQuery, RevenueQuery, RevenueRange, UserPath, limit,
 };
 use crate::routes::AppState;
 
@@ -87,6 +87,14 @@ fn unknown_user(user_id: &str) -> ApiError {
     ApiError::NotFound(format!("no data for user {user_id}"))
 }
 
+/// `items`, unless they are empty because nothing at all is stored for the user (404).
+async fn known_user<T>(state: &AppState, user_id: &str, items: Vec<T>) -> Result<Vec<T>, ApiError> {
+    if items.is_empty() && !state.store.user_known(user_id).await? {
+        return Err(unknown_user(user_id));
+    }
+    Ok(items)
+}
+
 /// A user's live features (session-aggregator).
 #[utoipa::path(
     get,
@@ -130,9 +138,7 @@ pub async fn user_sessions(
 ) -> Result<Json<SessionsResponse>, ApiError> {
     let limit = limit(query.limit)?;
     let sessions = state.store.user_sessions(&user.user_id, limit).await?;
-    if sessions.is_empty() && !state.store.user_known(&user.user_id).await? {
-        return Err(unknown_user(&user.user_id));
-    }
+    let sessions = known_user(&state, &user.user_id, sessions).await?;
     Ok(Json(SessionsResponse {
         user_id: user.user_id,
         sessions,
@@ -157,12 +163,9 @@ pub async fn user_alerts(
     user: UserPath,
     ApiQuery(query): ApiQuery<AlertsQuery>,
 ) -> Result<Json<AlertsResponse>, ApiError> {
-    let limit = limit(query.limit)?;
-    let since = timestamp("since", query.since.unwrap_or(0))?;
+    let (since, limit) = query.resolve()?;
     let alerts = state.store.user_alerts(&user.user_id, since, limit).await?;
-    if alerts.is_empty() && !state.store.user_known(&user.user_id).await? {
-        return Err(unknown_user(&user.user_id));
-    }
+    let alerts = known_user(&state, &user.user_id, alerts).await?;
     Ok(Json(AlertsResponse { alerts }))
 }
 
@@ -182,8 +185,7 @@ pub async fn recent_alerts(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AlertsQuery>,
 ) -> Result<Json<AlertsResponse>, ApiError> {
-    let limit = limit(query.limit)?;
-    let since = timestamp("since", query.since.unwrap_or(0))?;
+    let (since, limit) = query.resolve()?;
     let alerts = state.store.recent_alerts(since, limit).await?;
     Ok(Json(AlertsResponse { alerts }))
 }

@@ -97,6 +97,16 @@ pub struct AlertsQuery {
     pub limit: Option<u32>,
 }
 
+impl AlertsQuery {
+    /// `since` (default 0) and `limit` (default [`DEFAULT_LIMIT`]), range-checked.
+    pub fn resolve(&self) -> Result<(i64, usize), ApiError> {
+        Ok((
+            timestamp("since", self.since.unwrap_or(0))?,
+            limit(self.limit)?,
+        ))
+    }
+}
+
 /// `?from=&to=&category=`
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
