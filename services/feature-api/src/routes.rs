@@ -80,11 +80,6 @@ fn documented(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     (router, doc)
 }
 
-/// The OpenAPI document alone (what /api/v1/openapi.json serves).
-pub fn openapi(state: AppState) -> utoipa::openapi::OpenApi {
-    documented(state).1
-}
-
 /// The whole application.
 pub fn app(state: AppState, cors_origins: &[String]) -> Router {
     let metrics = state.metrics.clone();
@@ -187,5 +182,87 @@ impl MakeRequestId for RequestCounter {
         HeaderValue::from_str(&format!("{}-{n}", self.prefix))
             .ok()
             .map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use tower::ServiceExt;
+    use trendstream_events::feature_store::KeySpace;
+
+    /// An app whose Redis is a closed port: everything that needs no Redis must still work.
+    fn app_without_redis() -> Router {
+        let store = Store::new(
+            "redis://127.0.0.1:1",
+            KeySpace::default(),
+            Duration::from_millis(200),
+        )
+        .expect("client");
+        let (_stop, shutdown) = watch::channel(false);
+        let state = AppState {
+            store,
+            metrics: Arc::new(Metrics::new()),
+            request_timeout: Duration::from_secs(1),
+            dashboard_interval: Duration::from_secs(1),
+            shutdown,
+        };
+        app(state, &[])
+    }
+
+    async fn get(path: &str) -> (StatusCode, serde_json::Value) {
+        let response = app_without_redis()
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn validation_and_probes_answer_json_without_redis() {
+        assert_eq!(get("/health/live").await.0, StatusCode::OK);
+        let (status, body) = get("/api/v1/alerts?limit=0").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["parameter"], "limit");
+        let (status, body) = get("/api/v1/users/a%20b/features").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["parameter"], "user_id");
+        let (status, body) = get("/health/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable");
+        let (status, body) = get("/api/v1/users/u1/features").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_lists_every_route() {
+        let (status, doc) = get("/api/v1/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        let paths: Vec<&String> = doc["paths"]
+            .as_object()
+            .map(|p| p.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/alerts",
+                "/api/v1/revenue",
+                "/api/v1/users/{user_id}/alerts",
+                "/api/v1/users/{user_id}/features",
+                "/api/v1/users/{user_id}/sessions",
+                "/health/live",
+                "/health/ready",
+            ]
+        );
+        let limit = &doc["paths"]["/api/v1/alerts"]["get"]["parameters"][1];
+        assert_eq!(limit["name"], "limit");
+        assert_eq!(limit["schema"]["maximum"], 1000);
+        assert!(doc["components"]["schemas"]["Severity"]["enum"].is_array());
     }
 }
