@@ -351,3 +351,41 @@ async fn schemathesis_finds_no_failure_in_the_served_openapi_document() -> anyho
     assert!(stdout.contains("passed"), "{stdout}");
     s.finish().await
 }
+
+/// SIGTERM with a dashboard event stream open: the stream ends, the server drains and the
+/// process exits 0, well within its shutdown grace.
+#[tokio::test]
+async fn sigterm_ends_event_streams_and_exits_cleanly() -> anyhow::Result<()> {
+    let mut s = setup(&["--shutdown-grace", "10s", "--dashboard-interval", "100ms"]).await?;
+    let mut stream = s.http.get(s.api.url("/dashboard/events")).send().await?;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let first = stream.chunk().await?.unwrap_or_default();
+    let first = String::from_utf8_lossy(&first).into_owned();
+    assert!(first.contains("event: snapshot"), "{first}");
+    assert!(first.contains("HIGH_VALUE_BURST"), "{first}");
+
+    let pid = s.api.process.pid().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()?;
+    assert!(status.success());
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(_chunk) = stream.chunk().await? {}
+        anyhow::Ok(())
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream ended on SIGTERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let exit = loop {
+        match s.api.process.check_alive() {
+            Ok(()) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(()) => anyhow::bail!("feature-api still running 5 s after SIGTERM"),
+            Err(exited) => break exited.to_string(),
+        }
+    };
+    assert!(exit.contains("exit status: 0"), "{exit}");
+    assert!(exit.contains("shutting down"), "{exit}");
+    s.finish().await
+}
