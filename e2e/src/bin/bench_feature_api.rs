@@ -175,6 +175,13 @@ async fn fixed_rate(url: &str, rate: u64, seconds: u64) -> anyhow::Result<FixedR
     })
 }
 
+/// The 1, 5 and 15 minute load averages: other work on the same cores skews the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(unique_name("bench-feature-api"));
@@ -190,8 +197,9 @@ async fn main() -> anyhow::Result<()> {
         api.base
     );
     println!(
-        "machine: {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "machine: {} cores, load average at start: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
     );
 
     wrk(&url, CONNECTIONS, 2)?; // warm-up
@@ -238,6 +246,7 @@ async fn main() -> anyhow::Result<()> {
         "sent {} ({:.0} rps), ok {}, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (target p99 <= 5 ms)",
         f.sent, f.achieved_rps, f.ok, f.p50_ms, f.p99_ms, f.max_ms
     );
+    println!("load average at the end: {}", load_average());
     drop(api);
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
