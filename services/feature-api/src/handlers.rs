@@ -58,6 +58,33 @@ pub struct HealthStatus {
     pub status: String,
 }
 
+/// The errors of the per-user routes.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `ApiError`
+pub enum UserErrors {
+    /// Invalid user id or query parameter (named in `error.parameter`)
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Nothing is stored for this user
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The feature store is unavailable or did not answer in time
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The errors of the routes across users.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `ApiError`
+pub enum QueryErrors {
+    /// Invalid query parameter (named in `error.parameter`)
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// The feature store is unavailable or did not answer in time
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// One window as a point of the totals, or of `category` (zero where the category sold nothing).
 pub fn revenue_point(window: &RevenueWindow, category: Option<&str>) -> RevenuePoint {
     let (gmv, orders) = match category {
@@ -103,9 +130,7 @@ async fn known_user<T>(state: &AppState, user_id: &str, items: Vec<T>) -> Result
     params(UserPath),
     responses(
         (status = 200, description = "The user's live features", body = UserFeatures),
-        (status = 400, description = "Invalid user id", body = ErrorBody),
-        (status = 404, description = "No live features for this user", body = ErrorBody),
-        (status = 503, description = "The feature store is unavailable", body = ErrorBody),
+        UserErrors,
     )
 )]
 pub async fn user_features(
@@ -126,9 +151,7 @@ pub async fn user_features(
     params(UserPath, LimitQuery),
     responses(
         (status = 200, description = "Newest sessions first", body = SessionsResponse),
-        (status = 400, description = "Invalid user id or limit", body = ErrorBody),
-        (status = 404, description = "Nothing is stored for this user", body = ErrorBody),
-        (status = 503, description = "The feature store is unavailable", body = ErrorBody),
+        UserErrors,
     )
 )]
 pub async fn user_sessions(
@@ -153,9 +176,7 @@ pub async fn user_sessions(
     params(UserPath, AlertsQuery),
     responses(
         (status = 200, description = "Newest alerts first", body = AlertsResponse),
-        (status = 400, description = "Invalid user id, since or limit", body = ErrorBody),
-        (status = 404, description = "Nothing is stored for this user", body = ErrorBody),
-        (status = 503, description = "The feature store is unavailable", body = ErrorBody),
+        UserErrors,
     )
 )]
 pub async fn user_alerts(
@@ -177,8 +198,7 @@ pub async fn user_alerts(
     params(AlertsQuery),
     responses(
         (status = 200, description = "Newest alerts first", body = AlertsResponse),
-        (status = 400, description = "Invalid since or limit", body = ErrorBody),
-        (status = 503, description = "The feature store is unavailable", body = ErrorBody),
+        QueryErrors,
     )
 )]
 pub async fn recent_alerts(
@@ -198,8 +218,7 @@ pub async fn recent_alerts(
     params(RevenueQuery),
     responses(
         (status = 200, description = "Windows starting in [from, to), oldest first", body = RevenueSeries),
-        (status = 400, description = "Invalid from, to or category", body = ErrorBody),
-        (status = 503, description = "The feature store is unavailable", body = ErrorBody),
+        QueryErrors,
     )
 )]
 pub async fn revenue(
