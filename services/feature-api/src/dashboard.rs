@@ -9,8 +9,12 @@ use axum::extract::State;
 use axum::response::Html;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use futures_util::{Stream, StreamExt, stream};
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
 use trendstream_events::{FraudAlert, Money, RevenueWindow};
 
 use crate::routes::AppState;
@@ -76,26 +80,39 @@ async fn snapshot(store: &Store) -> Snapshot {
     })
 }
 
-/// The snapshot's JSON each time it differs from the last one sent, polling every `interval`.
-fn snapshots(store: Store, interval: Duration) -> impl Stream<Item = String> {
-    stream::unfold(
-        (store, None::<String>, true),
-        move |(store, last, first)| async move {
-            loop {
-                if !first {
-                    tokio::time::sleep(interval).await;
-                }
-                let json = serde_json::to_string(&snapshot(&store).await).unwrap_or_default();
-                // The first snapshot always differs from `None`, so it is sent at once.
-                if last.as_deref() != Some(json.as_str()) {
-                    return Some((json.clone(), (store, Some(json), false)));
-                }
+/// The latest snapshot as JSON (empty until the first read), shared by every open event stream.
+pub type Snapshots = watch::Receiver<Arc<str>>;
+
+/// Reads the store every `interval` in one background task (however many dashboards are open)
+/// and publishes the snapshot when it changed; stops on shutdown.
+pub fn spawn_poller(
+    store: Store,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Snapshots {
+    let (publish, snapshots) = watch::channel(Arc::<str>::from(""));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
             }
-        },
-    )
+            let json = serde_json::to_string(&snapshot(&store).await).unwrap_or_default();
+            publish.send_if_modified(|current| {
+                let changed = current.as_ref() != json.as_str();
+                if changed {
+                    *current = Arc::from(json);
+                }
+                changed
+            });
+        }
+    });
+    snapshots
 }
 
-/// GET /dashboard/events: `snapshot` events, ended on shutdown.
+/// GET /dashboard/events: the current snapshot at once, then each change; ended on shutdown.
 async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -103,8 +120,9 @@ async fn events(
     let stopped = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    let stream = snapshots(state.store.clone(), state.dashboard_interval)
-        .map(|json| Ok(Event::default().event("snapshot").data(json)))
+    let stream = WatchStream::new(state.snapshots.clone())
+        .filter(|json| std::future::ready(!json.is_empty()))
+        .map(|json| Ok(Event::default().event("snapshot").data(json.as_ref())))
         .take_until(Box::pin(stopped));
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
@@ -112,6 +130,27 @@ async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn one_poller_publishes_snapshots_and_stops_on_shutdown() {
+        let store = Store::new(
+            "redis://127.0.0.1:1",
+            trendstream_events::feature_store::KeySpace::default(),
+            Duration::from_millis(100),
+        )
+        .expect("client");
+        let (stop, shutdown) = watch::channel(false);
+        let mut snapshots = spawn_poller(store, Duration::from_millis(20), shutdown);
+        snapshots.changed().await.expect("a first snapshot");
+        let json = snapshots.borrow_and_update().clone();
+        assert!(json.contains("\"error\""), "Redis is down: {json}");
+        stop.send(true).expect("poller listening");
+        tokio::time::timeout(Duration::from_secs(2), async {
+            while snapshots.changed().await.is_ok() {}
+        })
+        .await
+        .expect("the poller ended, closing the channel");
+    }
 
     #[test]
     fn the_page_embeds_everything_it_needs() {

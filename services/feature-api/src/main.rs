@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use feature_api::config::Config;
+use feature_api::dashboard::spawn_poller;
 use feature_api::metrics::Metrics;
 use feature_api::routes::{AppState, app};
 use feature_api::store::Store;
@@ -63,11 +64,12 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     )?;
     let (stop, shutdown) = watch::channel(false);
     let state_shutdown = shutdown.clone();
+    let snapshots = spawn_poller(store.clone(), config.dashboard_interval, shutdown.clone());
     let state = AppState {
         store,
         metrics: Arc::new(Metrics::new()),
         request_timeout: config.request_timeout,
-        dashboard_interval: config.dashboard_interval,
+        snapshots,
         shutdown,
     };
     let router = app(state, &config.cors_origins);

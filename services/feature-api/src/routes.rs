@@ -36,7 +36,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub request_timeout: Duration,
-    pub dashboard_interval: Duration,
+    /// The dashboard's latest snapshot ([`dashboard::spawn_poller`]).
+    pub snapshots: dashboard::Snapshots,
     /// Turns true on shutdown: event streams end so the server can drain.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -206,7 +207,7 @@ mod tests {
             store,
             metrics: Arc::new(Metrics::new()),
             request_timeout: Duration::from_secs(1),
-            dashboard_interval: Duration::from_secs(1),
+            snapshots: watch::channel(Arc::from("")).1,
             shutdown,
         };
         app(state, &[])
