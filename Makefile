@@ -1,5 +1,5 @@
 # The two entry points; both install what they need on a fresh machine.
-.PHONY: test demo env-up env-down
+.PHONY: test demo env-up env-down bench-feature-api
 
 test: ## the whole suite: lint, unit tests, e2e tests against the real components
 	e2e/run-tests
@@ -12,3 +12,6 @@ env-up:
 
 env-down:
 	e2e/env/down
+
+bench-feature-api: ## feature-api vs Redis GET: wrk, redis-benchmark, fixed-rate p99 (docs/benchmarks.md)
+	e2e/bench-feature-api

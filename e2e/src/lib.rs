@@ -4,6 +4,7 @@
 //! an env file (`KEY=VALUE` lines). Tests read it through [`TestEnv`], so they never guess a
 //! port and always talk to the component `up` started.
 
+pub mod feature_api;
 pub mod kafka;
 pub mod kube;
 pub mod process;

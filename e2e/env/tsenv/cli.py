@@ -20,7 +20,7 @@ ALL = list(STARTERS)
 
 
 def _install(selected: list[str]) -> None:
-    packages = list(install.BUILD_PACKAGES)
+    packages = list(install.BUILD_PACKAGES) + install.TEST_PACKAGES
     for name in selected:
         packages += install.COMPONENT_PACKAGES.get(name, [])
     install.apt_packages(packages)
@@ -28,6 +28,7 @@ def _install(selected: list[str]) -> None:
         install.kafka()
     if "gcs" in selected:
         install.python_tools()
+    install.api_test_tools()
     if "k8s" in selected:
         for module in ("etcd", "k8s", "kwok"):
             install.go_tools(module)
@@ -51,7 +52,8 @@ def up(selected: list[str]) -> None:
         _install(selected)
     shutil.rmtree(paths.STATE, ignore_errors=True)
     paths.LOGS.mkdir(parents=True)
-    values: dict[str, str] = {"TRENDSTREAM_ENV_DIR": str(paths.STATE)}
+    values: dict[str, str] = {"TRENDSTREAM_ENV_DIR": str(paths.STATE),
+                              "SCHEMATHESIS": str(install.api_test_tools() / "schemathesis")}
     try:
         waits = []
         with phase("start components"):

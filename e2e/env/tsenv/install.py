@@ -26,6 +26,9 @@ COMPONENT_PACKAGES = {
     "kafka": ["maven", "default-jre-headless"],
     "gcs": ["python3-venv"],
 }
+# Debian packages the tests and benchmarks run: a headless browser and its WebDriver for the
+# dashboard test, wrk and redis-benchmark (redis-tools) for the feature-api benchmark.
+TEST_PACKAGES = ["chromium", "chromium-driver", "wrk", "redis-tools", "python3-venv"]
 
 
 def _missing_packages(packages: list[str]) -> list[str]:
@@ -93,12 +96,11 @@ def kafka() -> Path:
     return libs
 
 
-def python_tools() -> Path:
-    """A virtualenv with the PyPI tools the environment runs. Returns its bin dir."""
-    requirements = paths.ENV_DIR / "requirements.txt"
-    target, done = _cached("venv", requirements)
+def _virtualenv(name: str, requirements: Path) -> Path:
+    """A virtualenv with the PyPI packages pinned in `requirements`. Returns its bin dir."""
+    target, done = _cached(name, requirements)
     if not done:
-        with phase("install PyPI tools into a virtualenv"):
+        with phase(f"install PyPI packages of {requirements.name} into a virtualenv"):
             shutil.rmtree(target, ignore_errors=True)
             subprocess.run(["python3", "-m", "venv", str(target)], check=True)
             subprocess.run([str(target / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
@@ -106,6 +108,16 @@ def python_tools() -> Path:
             _mark_complete(target)
     return target / "bin"
 
+
+def python_tools() -> Path:
+    """A virtualenv with the PyPI tools the environment runs (the GCS emulator)."""
+    return _virtualenv("venv", paths.ENV_DIR / "requirements.txt")
+
+
+def api_test_tools() -> Path:
+    """A virtualenv with the PyPI tools the API tests run (schemathesis), kept apart from the
+    environment's so their pins cannot conflict."""
+    return _virtualenv("venv-api-tests", paths.ENV_DIR / "requirements-api-tests.txt")
 
 
 # Go wrapper modules and the commands each one builds.

@@ -14,6 +14,7 @@
 pub mod click;
 pub mod debezium;
 pub mod decode;
+pub mod feature_store;
 pub mod money;
 pub mod order;
 pub mod output;

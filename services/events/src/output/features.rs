@@ -8,6 +8,7 @@ use crate::validate::{Validate, ValidationError, non_empty};
 /// What session-aggregator knows about a user right now. "Current session" fields describe
 /// the open session (zero when none is open); the rest cover the user's closed sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserFeatures {
     pub user_id: String,
     /// Last minus first event time of the open session.

@@ -22,6 +22,7 @@ wire_enum! {
 
 /// A rule matched for one user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FraudAlert {
     /// [`FraudAlert::deterministic_id`] of the inputs, so a replay after a crash rewrites the
     /// same alert instead of adding a duplicate.
@@ -42,8 +43,10 @@ pub struct FraudAlert {
     #[serde(default)]
     pub severity: Severity,
     /// Sum of the matched orders' amounts.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5000.00"))]
     pub total_amount: Money,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "TRY"))]
     pub currency: Currency,
     /// Human-readable explanation, e.g. "3 orders in 4m12s".
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,9 @@ use crate::validate::{Validate, ValidationError, window_order};
 
 /// Totals of one category within a window.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CategoryRevenue {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5000.00"))]
     pub gmv: Money,
     pub orders: i64,
 }
@@ -21,19 +23,23 @@ pub struct CategoryRevenue {
 /// totals, and even negative for a window that holds mostly reversals of earlier orders;
 /// hence signed `orders`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevenueWindow {
     #[serde(with = "epoch_millis")]
     pub window_start: i64,
     #[serde(with = "epoch_millis")]
     pub window_end: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5000.00"))]
     pub gmv: Money,
     pub orders: i64,
     /// See [`RevenueWindow::average_order_value`].
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5000.00"))]
     pub average_order_value: Money,
     /// Keyed by category; a `BTreeMap` so the JSON is byte-identical on replay.
     #[serde(default)]
     pub per_category: BTreeMap<String, CategoryRevenue>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "TRY"))]
     pub currency: Currency,
 }
 

@@ -9,6 +9,7 @@ use crate::validate::{Validate, ValidationError, non_empty};
 /// One closed session: a user's clicks with no gap longer than the inactivity gap (30 min by
 /// default), in event time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionSummary {
     /// See [`SessionSummary::deterministic_id`].
     pub session_id: String,
