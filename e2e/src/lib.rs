@@ -5,6 +5,7 @@
 //! port and always talk to the component `up` started.
 
 pub mod feature_api;
+pub mod gcs;
 pub mod kafka;
 pub mod kube;
 pub mod process;

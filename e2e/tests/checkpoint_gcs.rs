@@ -17,16 +17,7 @@ async fn new_bucket() -> anyhow::Result<GcsClient> {
     let env = TestEnv::load()?;
     let endpoint = env.get("GCS_ENDPOINT")?.to_owned();
     let bucket = unique_name("checkpoints");
-    let created = reqwest::Client::new()
-        .post(format!("{endpoint}/storage/v1/b?project=trendstream-test"))
-        .json(&serde_json::json!({ "name": bucket }))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        created.status().is_success(),
-        "bucket create: {}",
-        created.status()
-    );
+    trendstream_e2e::gcs::create_bucket(&endpoint, &bucket).await?;
     Ok(GcsClient::new(GcsConfig {
         bucket,
         prefix: "ckpt".into(),

@@ -187,18 +187,7 @@ async fn assert_redis_counts(
 }
 
 async fn create_bucket(env: &TestEnv, bucket: &str) -> anyhow::Result<()> {
-    let endpoint = env.get("GCS_ENDPOINT")?;
-    let response = reqwest::Client::new()
-        .post(format!("{endpoint}/storage/v1/b?project=trendstream-test"))
-        .json(&serde_json::json!({ "name": bucket }))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "bucket create: {}",
-        response.status()
-    );
-    Ok(())
+    trendstream_e2e::gcs::create_bucket(env.get("GCS_ENDPOINT")?, bucket).await
 }
 
 async fn list_objects(env: &TestEnv, bucket: &str, prefix: &str) -> anyhow::Result<Vec<String>> {

@@ -10,16 +10,7 @@ async fn an_uploaded_object_downloads_byte_for_byte() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let bucket = unique_name("checkpoints");
 
-    let created = http
-        .post(format!("{endpoint}/storage/v1/b?project=trendstream-test"))
-        .json(&serde_json::json!({ "name": bucket }))
-        .send()
-        .await?;
-    assert!(
-        created.status().is_success(),
-        "bucket create: {}",
-        created.status()
-    );
+    trendstream_e2e::gcs::create_bucket(endpoint, &bucket).await?;
 
     let body: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     let object = "job/partition-3/000123.sst";

@@ -10,7 +10,7 @@ use crate::changelog;
 use crate::engine::EngineError;
 use crate::metrics::{OutcomeLabels, RuntimeMetrics};
 use crate::state::PartitionState;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +25,8 @@ pub struct Checkpointer {
     retained: usize,
     last: Instant,
     gcs: Option<GcsClient>,
+    /// One store per partition, kept so its cache of SST digests survives between checkpoints.
+    stores: Mutex<HashMap<i32, Arc<CheckpointStore>>>,
     runtime: Handle,
     uploading: Arc<Mutex<HashSet<i32>>>,
     metrics: Arc<RuntimeMetrics>,
@@ -59,6 +61,7 @@ impl Checkpointer {
             retained: settings.retained,
             last: Instant::now(),
             gcs,
+            stores: Mutex::default(),
             runtime,
             uploading: Arc::default(),
             metrics,
@@ -77,10 +80,16 @@ impl Checkpointer {
             .join(partition.to_string())
     }
 
-    fn store(&self, partition: i32) -> Option<CheckpointStore> {
-        self.gcs.clone().map(|client| {
-            CheckpointStore::new(client, format!("{}/partition-{partition}", self.group))
-        })
+    fn store(&self, partition: i32) -> Option<Arc<CheckpointStore>> {
+        let client = self.gcs.clone()?;
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        let store = stores.entry(partition).or_insert_with(|| {
+            Arc::new(CheckpointStore::new(
+                client,
+                format!("{}/partition-{partition}", self.group),
+            ))
+        });
+        Some(store.clone())
     }
 
     pub fn due(&self) -> bool {

@@ -2,8 +2,9 @@
 //!
 //! # Partition ownership
 //!
-//! Partitions are assigned by the Kafka consumer group (cooperative-sticky, static membership
-//! with the pod name as `group.instance.id`), not computed from the StatefulSet ordinal. The HPA
+//! Partitions are assigned by the Kafka consumer group (cooperative-sticky for one input topic,
+//! range for co-partitioned inputs; static membership with the pod name as
+//! `group.instance.id`), not computed from the StatefulSet ordinal. The HPA
 //! changes the replica count without restarting existing pods, so a static `partition % replicas`
 //! split would overlap or leave gaps until every pod restarted; the group protocol always gives a
 //! partition to exactly one live member. It is also what fences zombies: offsets are committed

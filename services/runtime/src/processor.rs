@@ -9,6 +9,7 @@
 use crate::state::{PartitionState, StateError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use trendstream_events::feature_store::WriteOp;
 
 /// One input record as the processor sees it.
 #[derive(Debug, Clone, Copy)]
@@ -48,30 +49,23 @@ impl ProcessError {
     }
 }
 
-/// An idempotent Redis write: replaying it leaves Redis as it was after the first time.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RedisWrite {
-    /// `SET key value [PX ttl]`.
-    Set {
-        key: String,
-        value: String,
-        ttl_ms: Option<u64>,
-    },
-    /// `ZADD key score member`, then keep only the `keep` highest-scored members.
-    SortedSetAdd {
-        key: String,
-        score: f64,
-        member: String,
-        keep: Option<usize>,
-    },
-    /// `HSET key field value`.
-    HashSet {
-        key: String,
-        field: String,
-        value: String,
-    },
-    /// `DEL key`.
-    Delete { key: String },
+/// An idempotent Redis command (its words): replaying it leaves Redis as it was after the first
+/// time. Processors build them with the feature-store layout
+/// ([`trendstream_events::feature_store`]), whose `WriteOp`s convert into this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisWrite(pub Vec<String>);
+
+impl RedisWrite {
+    /// `SET key value`.
+    pub fn set(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self(vec!["SET".into(), key.into(), value.into()])
+    }
+}
+
+impl From<WriteOp> for RedisWrite {
+    fn from(op: WriteOp) -> Self {
+        Self(op.args())
+    }
 }
 
 /// A record for a Kafka topic, produced in the current transaction.
@@ -181,8 +175,8 @@ impl Context<'_> {
 
     /// Queues an idempotent Redis write; it is applied before the transaction commits, so a
     /// crash replays it rather than loses it.
-    pub fn redis(&mut self, write: RedisWrite) {
-        self.emitted.redis.push(write);
+    pub fn redis(&mut self, write: impl Into<RedisWrite>) {
+        self.emitted.redis.push(write.into());
     }
 }
 

@@ -66,38 +66,9 @@ impl RedisSink {
 /// The pipeline for `writes` (pure; tested without a server).
 pub fn pipeline(writes: &[RedisWrite]) -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    for write in writes {
-        match write {
-            RedisWrite::Set { key, value, ttl_ms } => {
-                let cmd = pipe.cmd("SET").arg(key).arg(value);
-                if let Some(ttl) = ttl_ms {
-                    cmd.arg("PX").arg(*ttl);
-                }
-                cmd.ignore();
-            }
-            RedisWrite::SortedSetAdd {
-                key,
-                score,
-                member,
-                keep,
-            } => {
-                pipe.cmd("ZADD").arg(key).arg(*score).arg(member).ignore();
-                if let Some(keep) = keep {
-                    // Keep the `keep` highest scores: drop ranks 0 ..= -(keep + 1).
-                    let last = -(i64::try_from(*keep).unwrap_or(i64::MAX - 1)) - 1;
-                    pipe.cmd("ZREMRANGEBYRANK")
-                        .arg(key)
-                        .arg(0)
-                        .arg(last)
-                        .ignore();
-                }
-            }
-            RedisWrite::HashSet { key, field, value } => {
-                pipe.cmd("HSET").arg(key).arg(field).arg(value).ignore();
-            }
-            RedisWrite::Delete { key } => {
-                pipe.cmd("DEL").arg(key).ignore();
-            }
+    for RedisWrite(words) in writes {
+        if let Some((name, args)) = words.split_first() {
+            pipe.cmd(name).arg(args).ignore();
         }
     }
     pipe
@@ -106,44 +77,23 @@ pub fn pipeline(writes: &[RedisWrite]) -> redis::Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trendstream_events::feature_store::WriteOp;
 
     #[test]
-    fn pipeline_encodes_each_write() {
+    fn pipeline_sends_each_command() {
         let writes = [
-            RedisWrite::Set {
-                key: "k".into(),
-                value: "v".into(),
-                ttl_ms: Some(1000),
-            },
-            RedisWrite::SortedSetAdd {
+            RedisWrite::set("k", "v"),
+            WriteOp::ZKeepNewest {
                 key: "z".into(),
-                score: 5.0,
-                member: "m".into(),
-                keep: Some(2),
-            },
+                keep: 2,
+            }
+            .into(),
         ];
         let packed = String::from_utf8(pipeline(&writes).get_packed_pipeline()).expect("utf8");
         let words: Vec<&str> = packed
             .split("\r\n")
             .filter(|w| !w.is_empty() && !w.starts_with(['*', '$']))
             .collect();
-        assert_eq!(
-            words,
-            [
-                "SET",
-                "k",
-                "v",
-                "PX",
-                "1000",
-                "ZADD",
-                "z",
-                "5.0",
-                "m",
-                "ZREMRANGEBYRANK",
-                "z",
-                "0",
-                "-3"
-            ]
-        );
+        assert_eq!(words, ["SET", "k", "v", "ZREMRANGEBYRANK", "z", "0", "-3"]);
     }
 }

@@ -125,11 +125,16 @@ pub fn run<P: Processor>(
         .map(RedisSink::new)
         .transpose()
         .context("REDIS_URL")?;
-    let gcs = options.gcs_bucket.clone().map(|bucket| GcsConfig {
-        bucket,
-        prefix: options.gcs_prefix.clone(),
-        endpoint: options.gcs_endpoint.clone(),
-    });
+    // The operator sets GCS_BUCKET="" when the job has no bucket.
+    let gcs = options
+        .gcs_bucket
+        .clone()
+        .filter(|b| !b.is_empty())
+        .map(|bucket| GcsConfig {
+            bucket,
+            prefix: options.gcs_prefix.clone(),
+            endpoint: options.gcs_endpoint.clone(),
+        });
     let checkpointer = Checkpointer::new(
         CheckpointSettings {
             state_dir: options.state_dir.clone(),
@@ -159,7 +164,10 @@ pub fn run<P: Processor>(
         .set("bootstrap.servers", &options.bootstrap_servers)
         .set("group.id", &options.consumer_group)
         .set("group.instance.id", &options.instance_id)
-        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "partition.assignment.strategy",
+            assignment_strategy(&options.input_topics),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -202,6 +210,18 @@ pub fn run<P: Processor>(
             readiness.set_not_ready(err.to_string());
             Err(anyhow::Error::new(err).context("processing stopped"))
         }
+    }
+}
+
+/// A task is a partition number across all input topics, so partition N of every input must
+/// land on the same replica. The range assignor guarantees that for co-partitioned topics (same
+/// partition count, same members); cooperative-sticky does not, but moves fewer partitions per
+/// rebalance, so it is used when there is only one input topic.
+fn assignment_strategy(inputs: &[String]) -> &'static str {
+    if inputs.len() > 1 {
+        "range"
+    } else {
+        "cooperative-sticky"
     }
 }
 

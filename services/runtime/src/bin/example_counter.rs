@@ -154,11 +154,10 @@ impl Processor for Counter {
                         count,
                     },
                 )?;
-                ctx.redis(RedisWrite::Set {
-                    key: format!("counter:{}", event.key),
-                    value: count.to_string(),
-                    ttl_ms: None,
-                });
+                ctx.redis(RedisWrite::set(
+                    format!("counter:{}", event.key),
+                    count.to_string(),
+                ));
                 Ok(())
             }
             Mode::Window => {
