@@ -282,6 +282,18 @@ async fn red_metrics_per_route_request_ids_and_cors() -> anyhow::Result<()> {
 /// positive and negative, against the running API: no failure may be found.
 #[tokio::test]
 async fn schemathesis_finds_no_failure_in_the_served_openapi_document() -> anyhow::Result<()> {
+    let schemathesis = std::env::var("SCHEMATHESIS")
+        .ok()
+        .or_else(|| {
+            TestEnv::load()
+                .ok()?
+                .get("SCHEMATHESIS")
+                .ok()
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!("SCHEMATHESIS is not set: run e2e/env/up (it installs schemathesis)")
+        })?;
     let s = setup(&[]).await?;
     let (status, doc) = s.get("/api/v1/openapi.json").await?;
     assert_eq!(status, StatusCode::OK);
@@ -303,18 +315,6 @@ async fn schemathesis_finds_no_failure_in_the_served_openapi_document() -> anyho
     }
     assert!(doc["components"]["schemas"].get("FraudAlert").is_some());
 
-    let schemathesis = std::env::var("SCHEMATHESIS")
-        .ok()
-        .or_else(|| {
-            TestEnv::load()
-                .ok()?
-                .get("SCHEMATHESIS")
-                .ok()
-                .map(str::to_owned)
-        })
-        .ok_or_else(|| {
-            anyhow::anyhow!("SCHEMATHESIS is not set: run e2e/env/up (it installs schemathesis)")
-        })?;
     let config =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schemathesis.toml");
     let report = trendstream_e2e::feature_api::log_dir()
