@@ -278,10 +278,42 @@ async fn red_metrics_per_route_request_ids_and_cors() -> anyhow::Result<()> {
     s.finish().await
 }
 
+/// schemathesis from the environment tool's virtualenv (installed there if missing).
+fn installed_schemathesis() -> anyhow::Result<String> {
+    let env_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("env");
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys; sys.path.insert(0, sys.argv[1]); from tsenv import install; print(install.api_test_tools() / 'schemathesis')")
+        .arg(&env_dir)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "installing schemathesis failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .last()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("the installer printed no path"))
+}
+
 /// The served OpenAPI document, then schemathesis (PyPI) generating requests from it,
 /// positive and negative, against the running API: no failure may be found.
 #[tokio::test]
 async fn schemathesis_finds_no_failure_in_the_served_openapi_document() -> anyhow::Result<()> {
+    let schemathesis = match std::env::var("SCHEMATHESIS").ok().or_else(|| {
+        TestEnv::load()
+            .ok()?
+            .get("SCHEMATHESIS")
+            .ok()
+            .map(str::to_owned)
+    }) {
+        Some(path) => path,
+        // An environment started before schemathesis was part of it: ask the installer (cached).
+        None => installed_schemathesis()?,
+    };
     let s = setup(&[]).await?;
     let (status, doc) = s.get("/api/v1/openapi.json").await?;
     assert_eq!(status, StatusCode::OK);
@@ -303,18 +335,6 @@ async fn schemathesis_finds_no_failure_in_the_served_openapi_document() -> anyho
     }
     assert!(doc["components"]["schemas"].get("FraudAlert").is_some());
 
-    let schemathesis = std::env::var("SCHEMATHESIS")
-        .ok()
-        .or_else(|| {
-            TestEnv::load()
-                .ok()?
-                .get("SCHEMATHESIS")
-                .ok()
-                .map(str::to_owned)
-        })
-        .ok_or_else(|| {
-            anyhow::anyhow!("SCHEMATHESIS is not set: run e2e/env/up (it installs schemathesis)")
-        })?;
     let config =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schemathesis.toml");
     let report = trendstream_e2e::feature_api::log_dir()
