@@ -80,6 +80,18 @@ pub async fn ensure_topics(
     Ok(())
 }
 
+/// The partition count of `topic` (0 when it does not exist), asking the broker at `bootstrap`.
+pub fn topic_partitions(bootstrap: &str, topic: &str) -> Result<usize, ChangelogError> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|source| ChangelogError::Kafka {
+            topic: topic.to_owned(),
+            source,
+        })?;
+    partition_count(&probe, topic).map(|n| usize::try_from(n).unwrap_or(0))
+}
+
 /// The partition count of `topic`, from the broker.
 pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32, ChangelogError> {
     let metadata = consumer

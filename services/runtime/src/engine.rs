@@ -326,7 +326,13 @@ impl<P: Processor> Core<P> {
     ) -> Result<(), EngineError> {
         for out in &emitted.records {
             let topic = out.topic.as_deref().unwrap_or(&self.options.output_topic);
-            self.send(topic, None, out.key.as_deref(), Some(&out.payload), None)?;
+            self.send(
+                topic,
+                out.partition,
+                out.key.as_deref(),
+                Some(&out.payload),
+                None,
+            )?;
         }
         if let (Some(reason), Some(record)) = (&emitted.late, input) {
             let headers = self.source_headers(record, reason).insert(Header {

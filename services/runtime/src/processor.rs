@@ -72,6 +72,8 @@ impl From<WriteOp> for RedisWrite {
 #[derive(Debug, Clone)]
 pub struct OutputRecord {
     pub topic: Option<String>,
+    /// A fixed partition; `None` partitions by key.
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
 }
@@ -162,9 +164,26 @@ impl Context<'_> {
             .map_err(|err| ProcessError::Invalid(format!("cannot encode output: {err}")))?;
         self.emitted.records.push(OutputRecord {
             topic: topic.map(str::to_owned),
+            partition: None,
             key: Some(key.as_bytes().to_vec()),
             payload,
         });
+        Ok(())
+    }
+
+    /// Emits a JSON record to a fixed partition of `topic` (e.g. an internal topic whose one
+    /// partition gathers a global aggregate).
+    pub fn emit_to_partition<T: Serialize>(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: &str,
+        value: &T,
+    ) -> Result<(), ProcessError> {
+        self.emit_to(Some(topic), key, value)?;
+        if let Some(last) = self.emitted.records.last_mut() {
+            last.partition = Some(partition);
+        }
         Ok(())
     }
 
@@ -189,6 +208,12 @@ pub trait Processor: Send + 'static {
 
     /// The state stores this processor uses; each gets a RocksDB column family and a changelog.
     fn stores(&self) -> &'static [&'static str];
+
+    /// Topics the processor feeds back to itself (a repartition stage, as Kafka Streams has):
+    /// created with the input partition count before subscribing, and consumed as inputs.
+    fn internal_topics(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Decodes a record; an error sends it to the dead-letter topic.
     fn decode(&self, record: &Record<'_>) -> Result<Self::Event, ProcessError>;

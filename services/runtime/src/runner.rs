@@ -85,11 +85,15 @@ pub fn run<P: Processor>(
             compacted: true,
         })
         .collect();
+    let internal = processor.internal_topics();
     for name in [
         options.dlq_topic(service),
         options.late_topic.clone(),
         options.output_topic.clone(),
-    ] {
+    ]
+    .into_iter()
+    .chain(internal.iter().cloned())
+    {
         topics.push(TopicSpec {
             name,
             partitions,
@@ -160,13 +164,19 @@ pub fn run<P: Processor>(
         readiness.clone(),
     )));
     let failure = Arc::new(Mutex::new(None));
+    let topics: Vec<&str> = options
+        .input_topics
+        .iter()
+        .chain(&internal)
+        .map(String::as_str)
+        .collect();
     let consumer: BaseConsumer<RebalanceHandler<P>> = ClientConfig::new()
         .set("bootstrap.servers", &options.bootstrap_servers)
         .set("group.id", &options.consumer_group)
         .set("group.instance.id", &options.instance_id)
         .set(
             "partition.assignment.strategy",
-            assignment_strategy(&options.input_topics),
+            assignment_strategy(topics.len()),
         )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -184,7 +194,6 @@ pub fn run<P: Processor>(
             metrics: metrics.clone(),
         })
         .context("creating the consumer")?;
-    let topics: Vec<&str> = options.input_topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .context("subscribing to the input topics")?;
@@ -217,8 +226,8 @@ pub fn run<P: Processor>(
 /// land on the same replica. The range assignor guarantees that for co-partitioned topics (same
 /// partition count, same members); cooperative-sticky does not, but moves fewer partitions per
 /// rebalance, so it is used when there is only one input topic.
-fn assignment_strategy(inputs: &[String]) -> &'static str {
-    if inputs.len() > 1 {
+fn assignment_strategy(input_topics: usize) -> &'static str {
+    if input_topics > 1 {
         "range"
     } else {
         "cooperative-sticky"
