@@ -257,20 +257,18 @@ impl Processor for RevenueCalculator {
 
 fn main() -> std::process::ExitCode {
     let config: Config = load_config("revenue-calculator");
-    if let Err(err) = config.runtime.validate() {
-        eprintln!("{err}");
-        return std::process::ExitCode::from(2);
-    }
-    if config.common.check_config {
-        return std::process::ExitCode::SUCCESS;
-    }
-    let source_count = match config.partitions {
-        Some(n) => n,
-        None => match trendstream_runtime::changelog::topic_partitions(
+    let source_count = match (config.partitions, config.common.check_config) {
+        (Some(n), _) => n,
+        (None, true) => 0,
+        (None, false) => match trendstream_runtime::changelog::topic_partitions(
             &config.runtime.bootstrap_servers,
             &config.runtime.input_topics[0],
         ) {
-            Ok(n) => n,
+            Ok(n) if n > 0 => n,
+            Ok(_) => {
+                eprintln!("KAFKA_PARTITIONS is unset and the input topic does not exist");
+                return std::process::ExitCode::from(2);
+            }
             Err(err) => {
                 eprintln!(
                     "KAFKA_PARTITIONS is unset and the input topic's partitions are unknown: {err}"
@@ -289,11 +287,10 @@ fn main() -> std::process::ExitCode {
         source_count,
         keys: KeySpace::new(config.redis_key_prefix),
     };
-    match trendstream_runtime::run(config.runtime, config.common.http_addr, processor) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "revenue-calculator failed");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    trendstream_runtime::run_service(
+        config.common.check_config,
+        config.runtime,
+        config.common.http_addr,
+        processor,
+    )
 }

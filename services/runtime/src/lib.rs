@@ -21,4 +21,4 @@ pub mod window;
 
 pub use config::RuntimeOptions;
 pub use processor::{Context, ProcessError, Processor, Record, RedisWrite, Timer};
-pub use runner::run;
+pub use runner::{run, run_service};

@@ -25,6 +25,31 @@ use trendstream_service::ops::{self, Readiness};
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 const SHUTDOWN_UPLOAD_WAIT: Duration = Duration::from_secs(20);
 
+/// The body of a processor binary's `main`: validates the runtime options, stops there with
+/// `--check-config`, else runs `processor`; exit code 2 for a bad configuration, 1 for a failure.
+pub fn run_service<P: Processor>(
+    check_config: bool,
+    options: RuntimeOptions,
+    http_addr: SocketAddr,
+    processor: P,
+) -> std::process::ExitCode {
+    let service = processor.service();
+    if let Err(err) = options.validate() {
+        eprintln!("{service}: {err}");
+        return std::process::ExitCode::from(2);
+    }
+    if check_config {
+        return std::process::ExitCode::SUCCESS;
+    }
+    match run(options, http_addr, processor) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "{service} failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `processor` until SIGTERM/SIGINT. Returns an error (and the process should exit
 /// non-zero, so Kubernetes restarts it) on anything the runtime cannot recover from.
 pub fn run<P: Processor>(

@@ -211,13 +211,6 @@ impl Processor for Counter {
 
 fn main() -> std::process::ExitCode {
     let config: Config = load_config("example-counter");
-    if let Err(err) = config.runtime.validate() {
-        eprintln!("{err}");
-        return std::process::ExitCode::from(2);
-    }
-    if config.common.check_config {
-        return std::process::ExitCode::SUCCESS;
-    }
     let size = i64::try_from(config.window_size.as_millis())
         .unwrap_or(i64::MAX)
         .max(1);
@@ -225,11 +218,10 @@ fn main() -> std::process::ExitCode {
         mode: config.mode,
         windows: TumblingWindows::new(size),
     };
-    match trendstream_runtime::run(config.runtime, config.common.http_addr, processor) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "example-counter failed");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    trendstream_runtime::run_service(
+        config.common.check_config,
+        config.runtime,
+        config.common.http_addr,
+        processor,
+    )
 }
