@@ -576,7 +576,7 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 // --- Scenarios ------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn a_new_job_first_gets_the_finalizer() {
+async fn a_new_job_gets_the_finalizer_and_is_applied_in_the_same_pass() {
     let mut job = fraud();
     job.metadata.finalizers = None;
     let (ctx, handle) = context(kafka(Some(42)));
@@ -592,11 +592,17 @@ async fn a_new_job_first_gets_the_finalizer() {
                 { "op": "add", "path": "/metadata/finalizers", "value": ["trendstream.io/cleanup"] },
             ])
         );
+        // The same pass goes on to apply the children (no wait for the patch's watch event).
+        server.get_statefulset("fraud", None).await;
+        server
+            .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
+            .await;
+        assert_eq!(server.status_patch(&echoed).await["phase"], "Running");
+        server.event(&echoed).await;
         server
     })
     .await;
-    // The patch itself triggers the next reconciliation.
-    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(30)));
 }
 
 #[tokio::test]
@@ -614,10 +620,16 @@ async fn a_job_with_other_finalizers_gets_ours_appended() {
                 { "op": "add", "path": "/metadata/finalizers/-", "value": "trendstream.io/cleanup" },
             ])
         );
+        server.get_statefulset("fraud", None).await;
+        server
+            .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
+            .await;
+        server.status_patch(&echoed).await;
+        server.event(&echoed).await;
         server
     })
     .await;
-    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(30)));
 }
 
 #[tokio::test]
@@ -1349,16 +1361,20 @@ async fn error_policy_backs_off_exponentially_per_job_and_a_success_resets_it() 
         Action::requeue(Duration::from_secs(1))
     );
 
-    // A successful reconciliation (here: adding the finalizer) resets the job's count.
-    let mut new = (*job).clone();
-    new.metadata.finalizers = None;
+    // A successful reconciliation resets the job's count.
+    let new = (*job).clone();
     let echoed = new.clone();
     let result = reconcile_with(new, ctx.clone(), handle, |mut server| async move {
-        server.job_json_patch(&echoed).await;
+        server.get_statefulset("fraud", None).await;
+        server
+            .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
+            .await;
+        server.status_patch(&echoed).await;
+        server.event(&echoed).await;
         server
     })
     .await;
-    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(30)));
     assert_eq!(
         error_policy(job, &error, ctx.clone()),
         Action::requeue(Duration::from_secs(1))
