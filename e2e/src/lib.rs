@@ -8,6 +8,7 @@ pub mod feature_api;
 pub mod gcs;
 pub mod kafka;
 pub mod kube;
+pub mod oracle;
 pub mod process;
 
 use std::collections::BTreeMap;
