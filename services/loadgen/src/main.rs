@@ -1,40 +1,30 @@
-//! loadgen: seeded, rate-limited e-commerce traffic (clickstream and orders) for Kafka and PostgreSQL.
+//! loadgen: seeded, rate-limited e-commerce traffic (clickstream and orders) for Kafka, with an
+//! event file of exactly what was produced.
 
-use clap::Parser;
-use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
+use std::process::ExitCode;
 
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "loadgen: seeded, rate-limited e-commerce traffic (clickstream and orders) for Kafka and PostgreSQL."
-)]
-struct Config {
-    #[command(flatten)]
-    common: CommonOptions,
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    kafka_bootstrap_servers: String,
-    /// Events per second.
-    #[arg(long, default_value_t = 1000)]
-    rate: u64,
-    /// Seed of the generator; the same seed gives the same events.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-}
+use loadgen::config::Config;
+use trendstream_service::config::load_config;
 
-impl ServiceConfig for Config {
-    fn common(&self) -> &CommonOptions {
-        &self.common
-    }
-}
-
-fn main() {
+fn main() -> ExitCode {
     let config: Config = load_config("loadgen");
-    if !config.common.check_config {
-        tracing::warn!("processing is not implemented yet; exiting");
+    if let Err(err) = config.validate() {
+        eprintln!("loadgen: invalid configuration: {err}");
+        return ExitCode::from(2);
+    }
+    if config.common.check_config {
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    match loadgen::app::run(&config) {
+        Ok(summary) => {
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "loadgen failed");
+            eprintln!("loadgen: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,0 +1,126 @@
+//! One run: the generator's records to Kafka and/or the event file, paced, with a progress bar.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::Config;
+use crate::events_file::EventFile;
+use crate::generator::Generator;
+use crate::kafka::KafkaSink;
+use crate::rate::{MIN_SLEEP, RateLimiter};
+use crate::record::{Partitions, Topic};
+use crate::summary::Summary;
+
+/// How long the broker's metadata may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the final flush may take.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+/// The progress bar is advanced in steps of this many records (cheap at millions per second).
+const PROGRESS_STEP: u64 = 512;
+
+/// Runs the configured load and returns its summary.
+pub fn run(config: &Config) -> anyhow::Result<Summary> {
+    let kafka = if config.dry_run {
+        None
+    } else {
+        Some(KafkaSink::connect(&config.bootstrap_servers)?)
+    };
+    let partitions = match &kafka {
+        Some(sink) => Partitions {
+            clicks: sink.partition_count(&config.clicks_topic, METADATA_TIMEOUT)?,
+            orders: sink.partition_count(&config.orders_topic, METADATA_TIMEOUT)?,
+        },
+        None => Partitions {
+            clicks: config.partitions,
+            orders: config.partitions,
+        },
+    };
+    tracing::info!(
+        seed = config.seed,
+        count = config.count,
+        rate = config.rate,
+        clicks_partitions = partitions.clicks,
+        orders_partitions = partitions.orders,
+        dry_run = config.dry_run,
+        "generating"
+    );
+    let mut file = config
+        .events_file
+        .as_deref()
+        .map(EventFile::create)
+        .transpose()?;
+    let total = config.count + u64::try_from(partitions.clicks + partitions.orders).unwrap_or(0);
+    let progress = progress_bar(total, config.quiet);
+    let mut generator = Generator::new(config.gen_config(partitions));
+    let mut limiter = RateLimiter::new(config.rate);
+    let started = Instant::now();
+    let mut since_progress = 0;
+    for record in generator.by_ref() {
+        let wait = limiter.delay(started.elapsed());
+        if wait >= MIN_SLEEP {
+            std::thread::sleep(wait);
+        }
+        let topic = match record.topic {
+            Topic::Clicks => config.clicks_topic.as_str(),
+            Topic::Orders => config.orders_topic.as_str(),
+        };
+        if let Some(sink) = &kafka {
+            sink.send(topic, &record)?;
+        }
+        if let Some(file) = &mut file {
+            file.write(topic, &record)?;
+        }
+        since_progress += 1;
+        if since_progress == PROGRESS_STEP {
+            progress.inc(since_progress);
+            since_progress = 0;
+        }
+    }
+    progress.inc(since_progress);
+    if let Some(sink) = kafka {
+        progress.set_message("waiting for acknowledgements");
+        let delivered = sink.finish(FLUSH_TIMEOUT)?;
+        tracing::info!(delivered, "all records acknowledged");
+    }
+    let events_file = file
+        .map(EventFile::finish)
+        .transpose()?
+        .map(|p| p.display().to_string());
+    progress.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    let counts = generator.counts().clone();
+    let summary = Summary {
+        seed: config.seed,
+        dry_run: config.dry_run,
+        elapsed_seconds: elapsed,
+        records_per_second: if elapsed > 0.0 {
+            counts.records as f64 / elapsed
+        } else {
+            0.0
+        },
+        events_file,
+        counts,
+    };
+    if let Some(path) = &config.summary_file {
+        let json = serde_json::to_vec_pretty(&summary)?;
+        std::fs::write(path, json)
+            .with_context(|| format!("writing the summary file {}", path.display()))?;
+    }
+    Ok(summary)
+}
+
+fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} records ({per_sec}, eta {eta}) {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
