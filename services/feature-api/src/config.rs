@@ -22,7 +22,7 @@ pub struct Config {
     pub redis_url: String,
 
     /// Prefix of every feature-store key (see trendstream_events::feature_store).
-    #[arg(long, env = "FEATURE_STORE_PREFIX", default_value = DEFAULT_PREFIX, value_parser = parse_prefix)]
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = DEFAULT_PREFIX, value_parser = parse_prefix)]
     pub key_prefix: String,
 
     /// Longest a request may take before it is answered 503 (e.g. 2s, 500ms).

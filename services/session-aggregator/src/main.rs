@@ -1,37 +1,28 @@
-//! session-aggregator: per-user session windows over the clickstream, session summaries and live user features.
+//! session-aggregator: per-user session windows over the clickstream, session summaries and
+//! live user features (see the library docs for the semantics).
 
-use clap::Parser;
-use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
+use session_aggregator::processor::SERVICE;
+use session_aggregator::{Config, SessionAggregator};
+use std::process::ExitCode;
+use trendstream_service::config::load_config;
 
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "session-aggregator: per-user session windows over the clickstream, session summaries and live user features."
-)]
-struct Config {
-    #[command(flatten)]
-    common: CommonOptions,
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    kafka_bootstrap_servers: String,
-    /// Inactivity gap that closes a session, in seconds.
-    #[arg(long, env = "SESSION_GAP_SECONDS", default_value_t = 1800)]
-    session_gap_seconds: u64,
-}
-
-impl ServiceConfig for Config {
-    fn common(&self) -> &CommonOptions {
-        &self.common
+fn main() -> ExitCode {
+    let config: Config = load_config(SERVICE);
+    if let Err(err) = config.validate_session() {
+        eprintln!("{SERVICE}: {err}");
+        return ExitCode::from(2);
     }
-}
-
-fn main() {
-    let config: Config = load_config("session-aggregator");
-    if !config.common.check_config {
-        tracing::warn!("processing is not implemented yet; exiting");
+    if !config.runtime.allowed_lateness.is_zero() {
+        tracing::warn!(
+            allowed_lateness = ?config.runtime.allowed_lateness,
+            "ALLOWED_LATENESS is ignored: sessions have no allowed lateness (a click for a closed session goes to the late topic)"
+        );
     }
+    let processor = SessionAggregator::new(config.session_gap_ms(), config.key_space());
+    trendstream_runtime::run_service(
+        config.common.check_config,
+        config.runtime,
+        config.common.http_addr,
+        processor,
+    )
 }

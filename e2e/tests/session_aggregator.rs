@@ -1,0 +1,366 @@
+//! session-aggregator against the real broker and Redis: a small event file with out-of-order
+//! clicks, a late click, a click bridging two open sessions and a poison pill, produced as
+//! loadgen would (with a watermark record per partition), processed by two replicas, and
+//! compared with the oracle (`trendstream_e2e::oracle::sessions`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use trendstream_e2e::kafka::{Incoming, Outgoing, create_topic, produce_records, read_committed};
+use trendstream_e2e::oracle::partition_for;
+use trendstream_e2e::oracle::sessions::{self, EventLine, Expected, Settings};
+use trendstream_e2e::process::{Running, free_port, workspace_binary};
+use trendstream_e2e::{TestEnv, unique_name};
+
+const PARTITIONS: i32 = 4;
+const T0: i64 = 1_700_000_000_000;
+const SEC: i64 = 1_000;
+const MIN: i64 = 60 * SEC;
+
+/// A user id (`<base>-<n>`) whose key lands on `partition`.
+fn user_on(base: &str, partition: i32) -> String {
+    (0..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|id| partition_for(id.as_bytes(), PARTITIONS) == partition)
+        .unwrap_or_default()
+}
+
+/// Builds the event file's lines: per partition, in arrival order.
+struct Events {
+    topic: String,
+    lines: Vec<EventLine>,
+    seq: usize,
+}
+
+impl Events {
+    fn click(&mut self, user: &str, ts: i64, kind: &str, category: Option<&str>) {
+        self.seq += 1;
+        let mut value = serde_json::json!({
+            "event_id": format!("e{}", self.seq),
+            "user_id": user,
+            "event_type": kind,
+            "ts": ts,
+        });
+        if let Some(category) = category {
+            value["category"] = category.into();
+            value["product_id"] = format!("p-{category}").into();
+            value["price"] = "149.90".into();
+        }
+        if self.seq.is_multiple_of(3) {
+            value["device"] = if self.seq.is_multiple_of(2) {
+                "ios"
+            } else {
+                "web"
+            }
+            .into();
+        }
+        self.raw(user, value.to_string());
+    }
+
+    fn raw(&mut self, key: &str, value: String) {
+        self.lines.push(EventLine {
+            topic: self.topic.clone(),
+            partition: partition_for(key.as_bytes(), PARTITIONS),
+            key: Some(key.to_owned()),
+            value,
+        });
+    }
+}
+
+/// The scenario, one concern per partition so each partition's watermark is what the comments
+/// say; then a watermark record per partition, as loadgen ends a run.
+fn scenario(topic: &str) -> Vec<EventLine> {
+    let mut e = Events {
+        topic: topic.to_owned(),
+        lines: Vec::new(),
+        seq: 0,
+    };
+    let gap = 30 * MIN;
+    // Partition 0: gap boundaries and clicks out of order.
+    let alice = user_on("alice", 0);
+    let bob = user_on("bob", 0);
+    e.click(&alice, T0, "page_view", None);
+    e.click(&alice, T0 + MIN, "product_view", Some("electronics"));
+    e.click(&bob, T0 + 5 * MIN, "product_view", Some("books"));
+    e.click(&bob, T0 + 4 * MIN + 40 * SEC, "page_view", None); // 20 s out of order
+    e.click(&alice, T0 + 2 * MIN, "add_to_cart", Some("electronics")); // 3 min behind, session open
+    e.click(&bob, T0 + 6 * MIN, "add_to_cart", Some("books"));
+    e.click(&bob, T0 + 6 * MIN, "remove_from_cart", Some("toys")); // same time: later arrival wins
+    e.click(&alice, T0 + 2 * MIN + gap, "checkout_start", None); // exactly a gap: joins
+    e.click(&alice, T0 + 2 * MIN + 2 * gap + 1, "search", Some("garden")); // gap + 1 ms: new
+    // Partition 1: a click behind the watermark bridges two open sessions.
+    let carol = user_on("carol", 1);
+    e.click(&carol, T0, "page_view", Some("fashion"));
+    e.click(&carol, T0 + gap + 10 * SEC, "product_view", Some("shoes")); // first one still open
+    e.click(&carol, T0 + 15 * MIN, "add_to_cart", Some("fashion")); // bridges both
+    e.click(&carol, T0 + gap + 11 * SEC, "page_view", None);
+    // Partition 2: a session closes, then a click for its time range is late.
+    let dave = user_on("dave", 2);
+    e.click(&dave, T0, "page_view", Some("books"));
+    e.click(&dave, T0 + 2 * 60 * MIN, "search", None); // closes the first session
+    e.click(&dave, T0 + 60 * MIN, "product_view", Some("toys")); // late: its session closed
+    e.click(&dave, T0 + 10 * MIN, "add_to_cart", Some("books")); // late too
+    e.click(&dave, T0 + 2 * 60 * MIN + MIN, "checkout_start", None);
+    // Partition 3: a poison pill between good clicks.
+    let erin = user_on("erin", 3);
+    e.click(&erin, T0 + 10 * MIN, "page_view", None);
+    e.raw(&erin, "{\"event_id\":\"poison-1\",\"user_id\":".to_owned());
+    e.click(&erin, T0 + 12 * MIN, "search", Some("garden"));
+    let max_ts = e
+        .lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.value).ok())
+        .filter_map(|v| v["ts"].as_i64())
+        .max()
+        .unwrap_or(T0);
+    for partition in 0..PARTITIONS {
+        let user = format!("__watermark__{partition}");
+        let value = serde_json::json!({
+            "event_id": format!("watermark-{partition}"),
+            "user_id": user,
+            "event_type": "page_view",
+            "ts": max_ts + 24 * 60 * MIN,
+        });
+        e.lines.push(EventLine {
+            topic: topic.to_owned(),
+            partition,
+            key: Some(user),
+            value: value.to_string(),
+        });
+    }
+    e.lines
+}
+
+struct Job {
+    name: String,
+    bootstrap: String,
+    redis_url: String,
+    input: String,
+    output: String,
+    dlq: String,
+    late: String,
+    dir: PathBuf,
+}
+
+impl Job {
+    fn start(&self, instance: &str) -> anyhow::Result<(Running, u16)> {
+        let port = free_port()?;
+        let mut command = Command::new(workspace_binary("session-aggregator")?);
+        command
+            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
+            .env("KAFKA_INPUT_TOPICS", &self.input)
+            .env("KAFKA_OUTPUT_TOPIC", &self.output)
+            .env("KAFKA_CONSUMER_GROUP", &self.name)
+            .env("KAFKA_DLQ_TOPIC", &self.dlq)
+            .env("KAFKA_LATE_TOPIC", &self.late)
+            .env("KAFKA_SESSION_TIMEOUT", "6s")
+            .env("REDIS_URL", &self.redis_url)
+            .env("REDIS_KEY_PREFIX", &self.name)
+            .env("SESSION_GAP", "30m")
+            .env("MAX_OUT_OF_ORDERNESS", "30s")
+            .env("IDLE_TIMEOUT", "24h")
+            .env("COMMIT_INTERVAL", "100ms")
+            .env("POD_NAME", instance)
+            .env("STATE_DIR", self.dir.join(instance).join("state"))
+            .env("TRENDSTREAM_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info,librdkafka=warn");
+        let log = self.dir.join(format!("{instance}.log"));
+        Ok((Running::start(command, log)?, port))
+    }
+
+    async fn wait_ready(&self, replica: &mut Running, port: u16) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            replica.check_alive()?;
+            let ready = http
+                .get(format!("http://127.0.0.1:{port}/health/ready"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "not ready after 90 s; log {}",
+                replica.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Incoming>> {
+        read_committed(
+            &self.bootstrap,
+            topic,
+            expected,
+            Duration::from_secs(3),
+            timeout,
+        )
+    }
+}
+
+fn text(record: &Incoming) -> String {
+    String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned()
+}
+
+/// Every key under the job's prefix, with its value (strings) or members and scores (sorted
+/// sets), and TTLs.
+async fn redis_contents(
+    redis_url: &str,
+    prefix: &str,
+) -> anyhow::Result<(Expected, BTreeMap<String, i64>)> {
+    let client = redis::Client::open(redis_url)?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut redis)
+        .await?;
+    let mut found = Expected::default();
+    let mut ttls = BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut redis).await?;
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut redis).await?;
+        ttls.insert(key.clone(), ttl);
+        match kind.as_str() {
+            "string" => {
+                let value: String = redis::cmd("GET").arg(&key).query_async(&mut redis).await?;
+                found.redis_strings.insert(key, value);
+            }
+            "zset" => {
+                let members: Vec<(String, i64)> = redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut redis)
+                    .await?;
+                found.redis_sorted_sets.insert(key, members);
+            }
+            other => anyhow::bail!("unexpected Redis type {other} of {key}"),
+        }
+    }
+    Ok((found, ttls))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_match_the_oracle() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let name = unique_name("sessions");
+    let job = Job {
+        bootstrap: env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned(),
+        redis_url: env.get("REDIS_URL")?.to_owned(),
+        input: format!("{name}-clicks"),
+        output: format!("{name}-sessions"),
+        dlq: format!("{name}-dlq"),
+        late: format!("{name}-late"),
+        dir: std::env::temp_dir()
+            .join("trendstream-session-tests")
+            .join(&name),
+        name,
+    };
+    std::fs::create_dir_all(&job.dir)?;
+
+    // The event file, as loadgen writes it; the oracle reads it back.
+    let event_file = job.dir.join("events.jsonl");
+    let mut file_text = String::new();
+    for line in scenario(&job.input) {
+        file_text.push_str(&serde_json::to_string(&line)?);
+        file_text.push('\n');
+    }
+    std::fs::write(&event_file, file_text)?;
+    let lines = sessions::read_event_file(&event_file)?;
+    let settings = Settings {
+        redis_prefix: job.name.clone(),
+        ..Settings::new(&job.input)
+    };
+    let expected = sessions::expected(&settings, &lines);
+    // The data set exercises what it is meant to.
+    assert_eq!(expected.bridging_clicks, 1, "one bridging click");
+    assert_eq!(expected.late.len(), 2, "dave's two late clicks");
+    assert_eq!(expected.dead.len(), 1, "one poison pill");
+    assert_eq!(
+        expected
+            .summaries
+            .keys()
+            .filter(|u| !u.starts_with("__"))
+            .count(),
+        5,
+        "every user's sessions close"
+    );
+
+    println!(
+        "event file {}: {} lines; oracle: {} summaries, {} Redis keys, {} late, {} dead",
+        event_file.display(),
+        lines.len(),
+        expected.summary_count(),
+        expected.redis_strings.len() + expected.redis_sorted_sets.len(),
+        expected.late.len(),
+        expected.dead.len()
+    );
+    create_topic(&job.bootstrap, &job.input, PARTITIONS).await?;
+    let (mut replica0, port0) = job.start("replica-0")?;
+    let (mut replica1, port1) = job.start("replica-1")?;
+    job.wait_ready(&mut replica0, port0).await?;
+    job.wait_ready(&mut replica1, port1).await?;
+    let records: Vec<Outgoing> = lines.iter().map(EventLine::to_outgoing).collect();
+    produce_records(&job.bootstrap, &job.input, &records)?;
+
+    let output = job.read(
+        &job.output,
+        expected.summary_count(),
+        Duration::from_secs(120),
+    )?;
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in &output {
+        got.entry(record.key.clone().unwrap_or_default())
+            .or_default()
+            .push(text(record));
+    }
+    assert_eq!(
+        got, expected.summaries,
+        "committed sessions, per key in order"
+    );
+
+    let late = job.read(&job.late, expected.late.len(), Duration::from_secs(30))?;
+    let late: BTreeSet<String> = late.iter().map(text).collect();
+    assert_eq!(late, expected.late.iter().cloned().collect::<BTreeSet<_>>());
+
+    let dead = job.read(&job.dlq, expected.dead.len(), Duration::from_secs(30))?;
+    assert_eq!(dead.iter().map(text).collect::<Vec<_>>(), expected.dead);
+    let headers: BTreeMap<_, _> = dead[0].headers.iter().cloned().collect();
+    assert_eq!(
+        headers.get("service").map(String::as_str),
+        Some("session-aggregator")
+    );
+    assert_eq!(headers.get("source.topic"), Some(&job.input));
+
+    // Redis is written before each transaction commits, so the committed output implies it.
+    let (found, ttls) = redis_contents(&job.redis_url, &job.name).await?;
+    assert_eq!(found.redis_strings, expected.redis_strings, "user features");
+    assert_eq!(
+        found.redis_sorted_sets, expected.redis_sorted_sets,
+        "user sessions"
+    );
+    for (key, ttl) in &ttls {
+        assert!(*ttl > 0, "{key} has a TTL ({ttl})");
+    }
+
+    for replica in [&mut replica0, &mut replica1] {
+        assert!(
+            replica.terminate(Duration::from_secs(30))?,
+            "clean exit on SIGTERM; log {}",
+            replica.log.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&job.dir);
+    Ok(())
+}
