@@ -100,3 +100,34 @@ pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
+
+impl Running {
+    /// Waits until `GET http://127.0.0.1:{port}/health/ready` answers 200, failing early (with
+    /// the log's tail) if the process exits.
+    pub async fn wait_ready(
+        &mut self,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            let ready = http
+                .get(format!("http://127.0.0.1:{port}/health/ready"))
+                .timeout(std::time::Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "not ready after {timeout:?}; log {}",
+                self.log.display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -80,26 +80,8 @@ impl Job {
             .dir
             .join(format!("{instance}-{}.log", unique_name("run")));
         let mut process = Running::start(command, log)?;
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            process.check_alive()?;
-            let ready = http
-                .get(format!("http://127.0.0.1:{port}/health/ready"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return Ok(Replica { process, port });
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{instance} not ready after 90 s; log {}",
-                process.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        process.wait_ready(port, Duration::from_secs(90)).await?;
+        Ok(Replica { process, port })
     }
 
     fn read(
@@ -465,44 +447,25 @@ async fn malformed_records_go_to_the_dlq_and_prometheus_scrapes_the_metrics() ->
         assert!(body.contains(name), "{name} missing from /metrics");
     }
 
-    let targets_dir = PathBuf::from(env.get("PROMETHEUS_TARGETS_DIR")?);
-    let target = targets_dir.join(format!("{}.json", job.name));
-    let partial = targets_dir.join(format!(".{}.tmp", job.name));
-    std::fs::write(
-        &partial,
-        serde_json::to_vec(
-            &serde_json::json!([{ "targets": [address], "labels": { "job_run": job.name } }]),
-        )?,
+    let _target = trendstream_e2e::prometheus::Target::register(
+        env.get("PROMETHEUS_TARGETS_DIR")?,
+        &job.name,
+        &address,
+        serde_json::json!({ "job_run": job.name }),
     )?;
-    std::fs::rename(&partial, &target)?;
-    let prometheus = env.get("PROMETHEUS_URL")?;
     let query = format!("trendstream_dlq_records_total{{job_run=\"{}\"}}", job.name);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = serde_json::Value::Null;
-    let scraped = loop {
-        let answer: serde_json::Value = reqwest::Client::new()
-            .get(format!("{prometheus}/api/v1/query"))
-            .query(&[("query", query.as_str())])
-            .send()
-            .await?
-            .json()
-            .await?;
-        let value = answer["data"]["result"][0]["value"][1]
-            .as_str()
-            .map(str::to_owned);
-        if value.as_deref() == Some(&poison.to_string()) {
-            break true;
-        }
-        last = answer;
-        if Instant::now() > deadline {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let _ = std::fs::remove_file(&target);
-    assert!(
-        scraped,
-        "Prometheus never returned {poison} for {query}; last answer {last}"
+    let expected = poison.to_string();
+    let (value, last) = trendstream_e2e::prometheus::query_until(
+        env.get("PROMETHEUS_URL")?,
+        &query,
+        Duration::from_secs(60),
+        |v| v == expected,
+    )
+    .await?;
+    assert_eq!(
+        value.as_deref(),
+        Some(expected.as_str()),
+        "{query}; last answer {last}"
     );
     drop(replica);
     Ok(())

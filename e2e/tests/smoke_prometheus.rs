@@ -5,7 +5,7 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use trendstream_e2e::{TestEnv, unique_name};
 
 fn exposition() -> anyhow::Result<String> {
@@ -47,36 +47,20 @@ async fn prometheus_scrapes_a_served_endpoint_and_a_query_returns_its_value() ->
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let run = unique_name("run");
-    let targets_dir = std::path::PathBuf::from(env.get("PROMETHEUS_TARGETS_DIR")?);
-    let target_file = targets_dir.join(format!("{run}.json"));
-    let targets =
-        serde_json::json!([{ "targets": [address.to_string()], "labels": { "smoke_run": run } }]);
-    // Written whole, then renamed, so Prometheus never reads half a file.
-    let partial = targets_dir.join(format!(".{run}.tmp"));
-    std::fs::write(&partial, serde_json::to_vec(&targets)?)?;
-    std::fs::rename(&partial, &target_file)?;
-
-    let http = reqwest::Client::new();
+    let _target = trendstream_e2e::prometheus::Target::register(
+        env.get("PROMETHEUS_TARGETS_DIR")?,
+        &run,
+        &address.to_string(),
+        serde_json::json!({ "smoke_run": run }),
+    )?;
     let query = format!("trendstream_smoke_records_total{{smoke_run=\"{run}\"}}");
-    let deadline = Instant::now() + Duration::from_secs(45);
-    let mut last = serde_json::Value::Null;
-    let mut value = None;
-    while Instant::now() < deadline {
-        let response: serde_json::Value = http
-            .get(format!("{prometheus}/api/v1/query"))
-            .query(&[("query", query.as_str())])
-            .send()
-            .await?
-            .json()
-            .await?;
-        if let Some(v) = response["data"]["result"][0]["value"][1].as_str() {
-            value = Some(v.to_owned());
-            break;
-        }
-        last = response;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    std::fs::remove_file(&target_file)?;
+    let (value, last) = trendstream_e2e::prometheus::query_until(
+        prometheus,
+        &query,
+        Duration::from_secs(45),
+        |_| true,
+    )
+    .await?;
     assert_eq!(
         value.as_deref(),
         Some("4217"),

@@ -2,6 +2,7 @@
 //! (docs/processors.md), for the e2e tests to compare the real outputs against.
 
 pub mod fraud;
+pub mod revenue;
 pub mod sessions;
 
 /// Kafka's `Utils.murmur2` (seed `0x9747b28c`), as the Java client's default partitioner uses
