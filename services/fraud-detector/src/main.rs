@@ -121,19 +121,17 @@ fn main() -> ExitCode {
     let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
     tracing::info!(rules = ?names, "rules loaded");
     if config.common.check_config {
-        println!("configuration is valid; rules: {}", names.join(", "));
-        return ExitCode::SUCCESS;
+        println!("rules: {}", names.join(", "));
     }
     let processor = FraudDetector::new(
         rules,
         config.click_topics.clone(),
         KeySpace::new(config.redis_key_prefix.clone()),
     );
-    match trendstream_runtime::run(config.runtime, config.common.http_addr, processor) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "fraud-detector failed");
-            ExitCode::FAILURE
-        }
-    }
+    trendstream_runtime::run_service(
+        config.common.check_config,
+        config.runtime,
+        config.common.http_addr,
+        processor,
+    )
 }

@@ -221,7 +221,11 @@ struct RawStep {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a map of conditions, e.g. {status: [placed], amountAbove: \"5000\", currency: TRY}"
+)]
 struct RawConditions {
     status: Option<Vec<OrderStatus>>,
     event_type: Option<Vec<ClickEventType>>,
@@ -240,10 +244,15 @@ pub fn parse_rules(text: &str, source_name: &str) -> Result<Vec<Rule>, RuleError
     let de = serde_yaml::Deserializer::from_str(text);
     let raw: RawFile = serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
+        let message = err.inner().to_string();
+        // serde_yaml repeats the path in front of its message.
+        let message = message
+            .strip_prefix(&format!("{path}: "))
+            .map_or(message.clone(), str::to_owned);
         RuleError::Parse {
             source_name: source_name.to_owned(),
             path: name_path(&path, &names),
-            message: err.inner().to_string(),
+            message,
         }
     })?;
     let invalid = |rule: &str, field: &str, message: String| RuleError::Invalid {
@@ -608,7 +617,10 @@ mod tests {
             ),
             (
                 "rules: [{name: B, within: 5m, count: {event: order, where: \"amount > 5000\", atLeast: 3}}]",
-                &["rules[0] (B).count.where", "invalid type"],
+                &[
+                    "rules[0] (B).count.where: invalid type",
+                    "a map of conditions",
+                ],
             ),
             (
                 "rules: [{name: C, within: 5m, count: {event: order, where: {amountAbove: [1]}, atLeast: 3}}]",
