@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use trendstream_e2e::kafka::{Outgoing, create_topic, produce_records, read_committed};
 use trendstream_e2e::oracle::fraud::{Expected, FileRecord, expected, parse_event_file};
 use trendstream_e2e::process::{Running, free_port, workspace_binary};
@@ -211,26 +211,8 @@ async fn start_replica(
         .env("RUST_LOG", "info,librdkafka=warn");
     let log = dir.join(format!("{instance}.log"));
     let mut process = Running::start(command, log)?;
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        process.check_alive()?;
-        let ready = http
-            .get(format!("http://127.0.0.1:{port}/health/ready"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return Ok(process);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{instance} not ready after 90 s; log {}",
-            process.log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    process.wait_ready(port, Duration::from_secs(90)).await?;
+    Ok(process)
 }
 
 /// Every key under `prefix`, as the oracle describes them.

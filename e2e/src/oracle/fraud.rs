@@ -113,7 +113,7 @@ pub fn expected(
                 "the user's first matching event".into(),
             ));
         }
-        let burst: Vec<&OrderEvent> = placed.iter().copied().filter(|e| high_value(&e)).collect();
+        let burst: Vec<&OrderEvent> = placed.iter().copied().filter(|e| high_value(e)).collect();
         out.alerts
             .extend(rapid("HIGH_VALUE_BURST", Severity::Critical, &user, &burst));
     }
