@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -86,37 +86,17 @@ fn count(summary: &serde_json::Value, path: &[&str]) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn loadgen_writes_exactly_its_event_file_to_kafka() -> anyhow::Result<()> {
-    let env = TestEnv::load()?;
-    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
-    let name = unique_name("loadgen");
-    let clicks = format!("{name}-clickstream");
-    let orders = format!("{name}-orders");
-    create_topic(&bootstrap, &clicks, PARTITIONS).await?;
-    create_topic(&bootstrap, &orders, PARTITIONS).await?;
-    let dir: PathBuf = std::env::temp_dir()
-        .join("trendstream-loadgen-tests")
-        .join(&name);
-    std::fs::create_dir_all(&dir)?;
-    let events = dir.join("events.jsonl");
-    let summary_path = dir.join("summary.json");
-
-    let summary = {
-        let (bootstrap, clicks, orders) = (bootstrap.clone(), clicks.clone(), orders.clone());
-        let (events, summary_path) = (events.clone(), summary_path.clone());
-        tokio::task::spawn_blocking(move || {
-            run_loadgen(&bootstrap, &clicks, &orders, &events, &summary_path, &[])
-        })
-        .await??
-    };
-    let lines = read_lines(&events)?;
-    let watermarks = 2 * PARTITIONS as usize;
-    assert_eq!(lines.len(), COUNT + watermarks, "records in the file");
-
+/// Every line of the file is in Kafka at its partition, with its key and value, in file order
+/// per partition, and nothing else is.
+async fn assert_kafka_holds(
+    bootstrap: &str,
+    lines: &[Line],
+    clicks: &str,
+    orders: &str,
+) -> anyhow::Result<()> {
     // The file's records per (topic, partition), in file order.
     let mut expected: BTreeMap<TopicPartition, Vec<KeyValue>> = BTreeMap::new();
-    for line in &lines {
+    for line in lines {
         assert!(
             line.topic == clicks || line.topic == orders,
             "{}",
@@ -131,9 +111,9 @@ async fn loadgen_writes_exactly_its_event_file_to_kafka() -> anyhow::Result<()> 
 
     // What the broker has, per (topic, partition), in offset order.
     let mut actual: BTreeMap<TopicPartition, Vec<(i64, KeyValue)>> = BTreeMap::new();
-    for topic in [&clicks, &orders] {
-        let want = lines.iter().filter(|l| &l.topic == topic).count();
-        let (bootstrap, topic) = (bootstrap.clone(), topic.clone());
+    for topic in [clicks, orders] {
+        let want = lines.iter().filter(|l| l.topic == topic).count();
+        let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
         let records = tokio::task::spawn_blocking(move || {
             read_committed(
                 &bootstrap,
@@ -178,6 +158,64 @@ async fn loadgen_writes_exactly_its_event_file_to_kafka() -> anyhow::Result<()> 
             assert_eq!(g, w, "{partition:?} record {i}");
         }
     }
+
+    Ok(())
+}
+
+/// Fresh topics with [`PARTITIONS`] partitions and a scratch directory.
+struct Fixture {
+    bootstrap: String,
+    clicks: String,
+    orders: String,
+    dir: PathBuf,
+}
+
+impl Fixture {
+    async fn new(prefix: &str) -> anyhow::Result<Self> {
+        let env = TestEnv::load()?;
+        let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+        let name = unique_name(prefix);
+        let clicks = format!("{name}-clickstream");
+        let orders = format!("{name}-orders");
+        create_topic(&bootstrap, &clicks, PARTITIONS).await?;
+        create_topic(&bootstrap, &orders, PARTITIONS).await?;
+        let dir = std::env::temp_dir()
+            .join("trendstream-loadgen-tests")
+            .join(&name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            bootstrap,
+            clicks,
+            orders,
+            dir,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loadgen_writes_exactly_its_event_file_to_kafka() -> anyhow::Result<()> {
+    let Fixture {
+        bootstrap,
+        clicks,
+        orders,
+        dir,
+    } = Fixture::new("loadgen").await?;
+    let events = dir.join("events.jsonl");
+    let summary_path = dir.join("summary.json");
+
+    let summary = {
+        let (bootstrap, clicks, orders) = (bootstrap.clone(), clicks.clone(), orders.clone());
+        let (events, summary_path) = (events.clone(), summary_path.clone());
+        tokio::task::spawn_blocking(move || {
+            run_loadgen(&bootstrap, &clicks, &orders, &events, &summary_path, &[])
+        })
+        .await??
+    };
+    let lines = read_lines(&events)?;
+    let watermarks = 2 * PARTITIONS as usize;
+    assert_eq!(lines.len(), COUNT + watermarks, "records in the file");
+
+    assert_kafka_holds(&bootstrap, &lines, &clicks, &orders).await?;
 
     // The summary agrees with the file.
     let is_clicks = |l: &&Line| l.topic == clicks;
@@ -261,4 +299,52 @@ fn a_missing_topic_fails_fast_and_names_it() -> anyhow::Result<()> {
     assert!(!output.status.success());
     assert!(stderr.contains(&missing), "{stderr}");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_an_unlimited_run_with_the_watermark_records() -> anyhow::Result<()> {
+    let f = Fixture::new("loadgen-term").await?;
+    let events = f.dir.join("events.jsonl");
+    let summary_path = f.dir.join("summary.json");
+    let child = Command::new(workspace_binary("loadgen")?)
+        .args([
+            "--count",
+            "0",
+            "--rate",
+            "500",
+            "--quiet",
+            "--poison-rate",
+            "0.01",
+        ])
+        .args(["--clicks-topic", &f.clicks, "--orders-topic", &f.orders])
+        .arg("--events-file")
+        .arg(&events)
+        .arg("--summary-file")
+        .arg(&summary_path)
+        .env("KAFKA_BOOTSTRAP_SERVERS", &f.bootstrap)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    anyhow::ensure!(
+        output.status.success(),
+        "loadgen did not exit cleanly on SIGTERM ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = read_lines(&events)?;
+    let watermarks = 2 * PARTITIONS as usize;
+    assert!(lines.len() > 500 + watermarks, "{} records", lines.len());
+    let (body, tail) = lines.split_at(lines.len() - watermarks);
+    assert!(tail.iter().all(|l| l.key.starts_with("__watermark__")));
+    assert!(body.iter().all(|l| !l.key.starts_with("__watermark__")));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
+    assert_eq!(count(&summary, &["events"]), body.len() as u64);
+    assert_eq!(count(&summary, &["records"]), lines.len() as u64);
+    assert_kafka_holds(&f.bootstrap, &lines, &f.clicks, &f.orders).await
 }

@@ -1,6 +1,8 @@
 //! One run: the generator's records to Kafka and/or the event file, paced, with a progress bar.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -52,13 +54,21 @@ pub fn run(config: &Config) -> anyhow::Result<Summary> {
         .as_deref()
         .map(EventFile::create)
         .transpose()?;
-    let total = config.count + u64::try_from(partitions.clicks + partitions.orders).unwrap_or(0);
+    let watermarks = u64::try_from(partitions.clicks + partitions.orders).unwrap_or(0);
+    let total = (config.count > 0).then_some(config.count + watermarks);
     let progress = progress_bar(total, config.quiet);
+    let stop = stop_on_signal();
     let mut generator = Generator::new(config.gen_config(partitions));
     let mut limiter = RateLimiter::new(config.rate);
     let started = Instant::now();
     let mut since_progress = 0;
-    for record in generator.by_ref() {
+    let mut stopping = false;
+    while let Some(record) = generator.next() {
+        if !stopping && stop.load(Ordering::Relaxed) {
+            stopping = true;
+            generator.stop();
+            progress.set_message("stopping");
+        }
         let wait = limiter.delay(started.elapsed());
         if wait >= MIN_SLEEP {
             std::thread::sleep(wait);
@@ -112,15 +122,67 @@ pub fn run(config: &Config) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
+/// A flag set by the first SIGTERM or SIGINT (the run then ends cleanly: held events, then the
+/// watermark records); a second signal exits at once.
+fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let watcher = std::thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(move || {
+            use tokio::signal::unix::{SignalKind, signal};
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => return tracing::warn!(%err, "no signal handling"),
+            };
+            runtime.block_on(async move {
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return tracing::warn!("no signal handling");
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                flag.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    "stopping: sending what is held back and the watermark records (signal again to exit at once)"
+                );
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                std::process::exit(130);
+            });
+        });
+    if let Err(err) = watcher {
+        tracing::warn!(%err, "no signal handling");
+    }
+    stop
+}
+
+fn progress_bar(total: Option<u64>, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} records ({per_sec}, eta {eta}) {msg}",
-    ) {
-        bar.set_style(style);
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    let template = if total.is_some() {
+        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} records ({rate}, eta {eta}) {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] {human_pos} records ({rate}) {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} records/s", state.per_sec());
+            },
+        ));
     }
     bar
 }

@@ -44,7 +44,8 @@ pub struct Config {
     /// Number of simulated users.
     #[arg(long, env = "LOADGEN_USERS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub users: u32,
-    /// Records to produce, poison pills included (the watermark records come on top).
+    /// Records to produce, poison pills included (the watermark records come on top); 0 = until
+    /// SIGTERM or Ctrl-C (which also end a counted run early, with the watermark records).
     #[arg(long, env = "LOADGEN_COUNT", default_value_t = 100_000)]
     pub count: u64,
     /// Records per second; 0 = as fast as possible.

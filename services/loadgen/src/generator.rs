@@ -1,7 +1,8 @@
 //! The record stream of a run, a pure function of [`GenConfig`]: the behaviour model's events
 //! (in event-time order), with poison pills inserted, some events held back to come out of order
 //! or late, ids given in produce order, partitions computed with Kafka's default partitioner, and
-//! after `count` records the watermark records that close every partition.
+//! after `count` records (or [`Generator::stop`]) the watermark records that close every
+//! partition.
 //!
 //! Out-of-order and late are defined against the partition the record goes to, as the runtime's
 //! per-partition watermark sees it (`watermark = max event time - bound - 1`):
@@ -36,7 +37,8 @@ pub const WATERMARK_OFFSET_MS: i64 = 86_400_000;
 pub struct GenConfig {
     pub seed: u64,
     pub users: u32,
-    /// Records to produce, poison pills included, watermark records not.
+    /// Records to produce, poison pills included, watermark records not; 0 = no limit (until
+    /// [`Generator::stop`]).
     pub count: u64,
     /// Event time of the start of the simulation, epoch ms.
     pub start_ts: i64,
@@ -135,6 +137,18 @@ impl Generator {
         &self.counts
     }
 
+    /// Ends the run early: what is held back is released, then the watermark records follow.
+    pub fn stop(&mut self) {
+        if self.phase == Phase::Events {
+            self.phase = Phase::Drain;
+        }
+    }
+
+    /// True when `extra` more records fit under the count.
+    fn room_for(&self, extra: u64) -> bool {
+        self.config.count == 0 || self.counts.events + self.in_flight() + extra <= self.config.count
+    }
+
     fn in_flight(&self) -> u64 {
         (self.ready.len() + self.delayed.len() + self.late.len()) as u64
     }
@@ -160,8 +174,7 @@ impl Generator {
             due.sort_by_key(|h| (h.release_at, h.pending.ts));
             self.ready.extend(due.into_iter().map(|h| h.pending));
         }
-        let room_for_pill = self.counts.events + self.in_flight() + 2 <= self.config.count;
-        if room_for_pill && self.rng.chance(self.config.poison_rate) {
+        if self.room_for(2) && self.rng.chance(self.config.poison_rate) {
             let topic = if self.rng.chance(0.5) {
                 Topic::Clicks
             } else {
@@ -364,7 +377,7 @@ impl Iterator for Generator {
             }
             match self.phase {
                 Phase::Events => {
-                    if self.counts.events + self.in_flight() >= self.config.count {
+                    if !self.room_for(1) {
                         self.phase = Phase::Drain;
                         continue;
                     }
@@ -470,12 +483,23 @@ mod tests {
                 .iter()
                 .all(|r| r.kind == RecordKind::Watermark)
         );
-        let (empty, counts) = run(config(1, 0));
-        assert_eq!(empty.len(), 16);
+        // Stopped before the first record: only the watermark records, a day after the start.
+        let mut generator = Generator::new(config(1, 0));
+        generator.stop();
+        assert_eq!(generator.by_ref().count(), 16);
         assert_eq!(
-            counts.watermark_ts,
+            generator.counts().watermark_ts,
             Some(crate::config::DEFAULT_START_TS + WATERMARK_OFFSET_MS)
         );
+        // Count 0 is unlimited; stopping mid-run still ends with the watermark records.
+        let mut generator = Generator::new(config(1, 0));
+        let head: Vec<Record> = generator.by_ref().take(50_000).collect();
+        assert!(head.iter().all(|r| r.kind != RecordKind::Watermark));
+        generator.stop();
+        let tail: Vec<Record> = generator.by_ref().collect();
+        let held = tail.len() - 16;
+        assert!(tail[held..].iter().all(|r| r.kind == RecordKind::Watermark));
+        assert_eq!(generator.counts().events, (50_000 + held) as u64);
     }
 
     #[test]
