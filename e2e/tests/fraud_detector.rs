@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use trendstream_e2e::kafka::{Outgoing, create_topic, produce_records, read_committed};
+use trendstream_e2e::kafka::{Incoming, Outgoing, create_topic, produce_records, read_committed};
 use trendstream_e2e::oracle::fraud::{Expected, FileRecord, expected, parse_event_file};
 use trendstream_e2e::process::{Running, free_port, workspace_binary};
 use trendstream_e2e::{TestEnv, unique_name};
@@ -215,6 +215,26 @@ async fn start_replica(
     Ok(process)
 }
 
+/// The committed records of `topic` (at least `expected`) and their values as text.
+fn read_values(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+) -> anyhow::Result<(Vec<Incoming>, Vec<String>)> {
+    let records = read_committed(
+        bootstrap,
+        topic,
+        expected,
+        Duration::from_secs(3),
+        Duration::from_secs(30),
+    )?;
+    let values = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    Ok((records, values))
+}
+
 /// Every key under `prefix`, as the oracle describes them.
 async fn redis_state(
     url: &str,
@@ -341,17 +361,7 @@ async fn alerts_match_the_oracle_with_two_replicas() -> anyhow::Result<()> {
     alerts.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
     assert_eq!(alerts, want.alerts, "committed alerts equal the oracle's");
 
-    let dead = read_committed(
-        &bootstrap,
-        &dlq,
-        1,
-        Duration::from_secs(3),
-        Duration::from_secs(30),
-    )?;
-    let dead_values: Vec<String> = dead
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
-        .collect();
+    let (dead, dead_values) = read_values(&bootstrap, &dlq, 1)?;
     assert_eq!(
         dead_values, want.dead_letters,
         "the poison pill is in the DLQ"
@@ -363,17 +373,7 @@ async fn alerts_match_the_oracle_with_two_replicas() -> anyhow::Result<()> {
     );
     assert_eq!(headers.get("source.topic"), Some(&input));
 
-    let late_records = read_committed(
-        &bootstrap,
-        &late,
-        1,
-        Duration::from_secs(3),
-        Duration::from_secs(30),
-    )?;
-    let late_values: Vec<String> = late_records
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
-        .collect();
+    let (_, late_values) = read_values(&bootstrap, &late, 1)?;
     assert_eq!(
         late_values, want.late,
         "the late order is on the late topic"
