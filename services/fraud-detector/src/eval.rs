@@ -128,47 +128,39 @@ pub fn matches(filter: &Filter, event: &Event, previous_ts: Option<i64>) -> bool
     if !source_ok {
         return false;
     }
-    match &event.body {
-        Body::Order {
-            status, categories, ..
-        } => {
-            if filter
-                .statuses
-                .as_ref()
-                .is_some_and(|s| !s.contains(status))
-            {
-                return false;
-            }
-            if filter.event_types.is_some() {
-                return false;
-            }
-            if let Some(wanted) = &filter.categories
-                && !categories.iter().any(|c| wanted.contains(c))
-            {
-                return false;
-            }
-        }
-        Body::Click {
-            event_type,
-            category,
-            ..
-        } => {
-            if filter
-                .event_types
-                .as_ref()
-                .is_some_and(|t| !t.contains(event_type))
-            {
-                return false;
-            }
-            if filter.statuses.is_some() {
-                return false;
-            }
-            if let Some(wanted) = &filter.categories
-                && !category.as_ref().is_some_and(|c| wanted.contains(c))
-            {
-                return false;
-            }
-        }
+    let (status, event_type, categories): (Option<OrderStatus>, Option<ClickEventType>, Vec<&str>) =
+        match &event.body {
+            Body::Order {
+                status, categories, ..
+            } => (
+                Some(*status),
+                None,
+                categories.iter().map(String::as_str).collect(),
+            ),
+            Body::Click {
+                event_type,
+                category,
+                ..
+            } => (
+                None,
+                Some(*event_type),
+                category.iter().map(String::as_str).collect(),
+            ),
+        };
+    if let Some(wanted) = &filter.statuses
+        && !status.is_some_and(|s| wanted.contains(&s))
+    {
+        return false;
+    }
+    if let Some(wanted) = &filter.event_types
+        && !event_type.is_some_and(|t| wanted.contains(&t))
+    {
+        return false;
+    }
+    if let Some(wanted) = &filter.categories
+        && !categories.iter().any(|c| wanted.iter().any(|w| w == c))
+    {
+        return false;
     }
     if let Some(currency) = filter.currency {
         match event.amount() {

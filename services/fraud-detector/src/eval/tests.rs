@@ -566,3 +566,136 @@ fn durations_are_formatted_like_the_config() {
         assert_eq!(format_ms(ms), text);
     }
 }
+
+#[test]
+fn filter_conditions() {
+    let priced = |price: Option<&str>, category: Option<&str>| Event {
+        body: Body::Click {
+            event_type: ClickEventType::ProductView,
+            price: price.map(|p| p.parse().expect("price")),
+            category: category.map(str::to_owned),
+        },
+        ..click("c", 0, ClickEventType::ProductView)
+    };
+    let mut in_category = order("o", 0, "100");
+    if let Body::Order { categories, .. } = &mut in_category.body {
+        *categories = vec!["books".into(), "electronics".into()];
+    }
+    // (event, conditions, previous event time, matches)
+    let cases: Vec<(&str, Event, &str, Option<i64>, bool)> = vec![
+        (
+            "order in category",
+            in_category.clone(),
+            "event: order, where: {category: [electronics]}",
+            None,
+            true,
+        ),
+        (
+            "order not in category",
+            order("o", 0, "1"),
+            "event: order, where: {category: [electronics]}",
+            None,
+            false,
+        ),
+        (
+            "click in category",
+            priced(None, Some("electronics")),
+            "event: click, where: {category: [electronics, toys]}",
+            None,
+            true,
+        ),
+        (
+            "click without category",
+            priced(None, None),
+            "event: click, where: {category: [electronics]}",
+            None,
+            false,
+        ),
+        (
+            "click price above (TRY)",
+            priced(Some("10.01"), None),
+            "event: click, where: {amountAbove: \"10\"}",
+            None,
+            true,
+        ),
+        (
+            "click price at bound",
+            priced(Some("10"), None),
+            "event: click, where: {amountAbove: \"10\"}",
+            None,
+            false,
+        ),
+        (
+            "click without price never matches an amount",
+            priced(None, None),
+            "event: click, where: {amountAtMost: \"10\"}",
+            None,
+            false,
+        ),
+        (
+            "click priced in TRY never matches EUR",
+            priced(Some("1"), None),
+            "event: click, where: {currency: EUR}",
+            None,
+            false,
+        ),
+        (
+            "any: an order",
+            order("o", 0, "1"),
+            "event: any",
+            None,
+            true,
+        ),
+        ("any: a click", priced(None, None), "event: any", None, true),
+        (
+            "click filter: not an order",
+            order("o", 0, "1"),
+            "event: click",
+            None,
+            false,
+        ),
+        (
+            "amount range inclusive",
+            order("o", 0, "20"),
+            "event: order, where: {amountAtLeast: \"10\", amountAtMost: \"20\"}",
+            None,
+            true,
+        ),
+        (
+            "amount range exclusive",
+            order("o", 0, "20"),
+            "event: order, where: {amountAtLeast: \"10\", amountBelow: \"20\"}",
+            None,
+            false,
+        ),
+        (
+            "after gap: no previous event",
+            order("o", 0, "1"),
+            "event: order, where: {afterGap: 30m}",
+            None,
+            true,
+        ),
+        (
+            "after gap: exactly 30 min",
+            order("o", 30 * MIN, "1"),
+            "event: order, where: {afterGap: 30m}",
+            Some(T0),
+            false,
+        ),
+        (
+            "after gap: 30 min + 1 ms",
+            order("o", 30 * MIN + 1, "1"),
+            "event: order, where: {afterGap: 30m}",
+            Some(T0),
+            true,
+        ),
+    ];
+    for (name, event, conditions, previous, expected) in cases {
+        let text = format!("rules: [{{name: X, within: 1m, count: {{{conditions}, atLeast: 1}}}}]");
+        let rules = parse_rules(&text, "t").unwrap_or_else(|e| panic!("{name}: {e}"));
+        let RuleKind::Count { filter, .. } = &rules[0].kind else {
+            panic!("{name}: count rule expected");
+        };
+        assert_eq!(matches(filter, &event, previous), expected, "{name}");
+    }
+}
