@@ -3,10 +3,10 @@
 //! loadgen would (with a watermark record per partition), processed by two replicas, and
 //! compared with the oracle (`trendstream_e2e::oracle::sessions`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use trendstream_e2e::kafka::{Incoming, Outgoing, create_topic, produce_records, read_committed};
 use trendstream_e2e::oracle::partition_for;
 use trendstream_e2e::oracle::sessions::{self, EventLine, Expected, Settings};
@@ -144,7 +144,34 @@ struct Job {
 }
 
 impl Job {
-    fn start(&self, instance: &str) -> anyhow::Result<(Running, u16)> {
+    fn new(env: &TestEnv, prefix: &str) -> anyhow::Result<Self> {
+        let name = unique_name(prefix);
+        let dir = std::env::temp_dir()
+            .join("trendstream-session-tests")
+            .join(&name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            bootstrap: env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned(),
+            redis_url: env.get("REDIS_URL")?.to_owned(),
+            input: format!("{name}-clicks"),
+            output: format!("{name}-sessions"),
+            dlq: format!("{name}-dlq"),
+            late: format!("{name}-late"),
+            dir,
+            name,
+        })
+    }
+
+    /// The oracle's settings for this job (the defaults the replicas run with).
+    fn settings(&self) -> Settings {
+        Settings {
+            redis_prefix: self.name.clone(),
+            ..Settings::new(&self.input)
+        }
+    }
+
+    /// Starts replica `instance` and waits until it is ready.
+    async fn start(&self, instance: &str) -> anyhow::Result<Running> {
         let port = free_port()?;
         let mut command = Command::new(workspace_binary("session-aggregator")?);
         command
@@ -165,31 +192,12 @@ impl Job {
             .env("STATE_DIR", self.dir.join(instance).join("state"))
             .env("TRENDSTREAM_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info,librdkafka=warn");
-        let log = self.dir.join(format!("{instance}.log"));
-        Ok((Running::start(command, log)?, port))
-    }
-
-    async fn wait_ready(&self, replica: &mut Running, port: u16) -> anyhow::Result<()> {
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            replica.check_alive()?;
-            let ready = http
-                .get(format!("http://127.0.0.1:{port}/health/ready"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return Ok(());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "not ready after 90 s; log {}",
-                replica.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let log = self
+            .dir
+            .join(format!("{instance}-{}.log", unique_name("run")));
+        let mut process = Running::start(command, log)?;
+        process.wait_ready(port, Duration::from_secs(90)).await?;
+        Ok(process)
     }
 
     fn read(
@@ -206,6 +214,76 @@ impl Job {
             timeout,
         )
     }
+
+    /// The committed output, the late and dead-letter topics and Redis equal the oracle's.
+    async fn assert_outputs(&self, expected: &Expected) -> anyhow::Result<()> {
+        let output = self.read(
+            &self.output,
+            expected.summary_count(),
+            Duration::from_secs(180),
+        )?;
+        let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for record in &output {
+            got.entry(record.key.clone().unwrap_or_default())
+                .or_default()
+                .push(text(record));
+        }
+        assert_eq!(got.len(), expected.summaries.len(), "users with sessions");
+        for (user, want) in &expected.summaries {
+            assert_eq!(
+                got.get(user),
+                Some(want),
+                "committed sessions of {user}, in order"
+            );
+        }
+
+        let late = self.read(&self.late, expected.late.len(), Duration::from_secs(30))?;
+        assert_eq!(
+            sorted(late.iter().map(text)),
+            sorted(expected.late.iter().cloned()),
+            "late clicks"
+        );
+
+        let dead = self.read(&self.dlq, expected.dead.len(), Duration::from_secs(30))?;
+        assert_eq!(
+            sorted(dead.iter().map(text)),
+            sorted(expected.dead.iter().cloned()),
+            "dead letters"
+        );
+        for record in &dead {
+            let headers: BTreeMap<_, _> = record.headers.iter().cloned().collect();
+            assert_eq!(
+                headers.get("service").map(String::as_str),
+                Some("session-aggregator")
+            );
+            assert_eq!(headers.get("source.topic"), Some(&self.input));
+        }
+
+        // Redis is written before each transaction commits, so the committed output implies it.
+        let (found, ttls) = redis_contents(&self.redis_url, &self.name).await?;
+        assert_eq!(
+            found.redis_strings.keys().collect::<Vec<_>>(),
+            expected.redis_strings.keys().collect::<Vec<_>>(),
+            "feature keys"
+        );
+        for (key, want) in &expected.redis_strings {
+            assert_eq!(found.redis_strings.get(key), Some(want), "{key}");
+        }
+        assert_eq!(
+            found.redis_sorted_sets, expected.redis_sorted_sets,
+            "user sessions"
+        );
+        for (key, ttl) in &ttls {
+            assert!(*ttl > 0, "{key} has a TTL ({ttl})");
+        }
+        Ok(())
+    }
+}
+
+fn sorted(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut items: Vec<String> = items.collect();
+    items.sort();
+    items
 }
 
 fn text(record: &Incoming) -> String {
@@ -254,20 +332,7 @@ async fn redis_contents(
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_match_the_oracle() -> anyhow::Result<()> {
     let env = TestEnv::load()?;
-    let name = unique_name("sessions");
-    let job = Job {
-        bootstrap: env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned(),
-        redis_url: env.get("REDIS_URL")?.to_owned(),
-        input: format!("{name}-clicks"),
-        output: format!("{name}-sessions"),
-        dlq: format!("{name}-dlq"),
-        late: format!("{name}-late"),
-        dir: std::env::temp_dir()
-            .join("trendstream-session-tests")
-            .join(&name),
-        name,
-    };
-    std::fs::create_dir_all(&job.dir)?;
+    let job = Job::new(&env, "sessions")?;
 
     // The event file, as loadgen writes it; the oracle reads it back.
     let event_file = job.dir.join("events.jsonl");
@@ -278,25 +343,12 @@ async fn sessions_match_the_oracle() -> anyhow::Result<()> {
     }
     std::fs::write(&event_file, file_text)?;
     let lines = sessions::read_event_file(&event_file)?;
-    let settings = Settings {
-        redis_prefix: job.name.clone(),
-        ..Settings::new(&job.input)
-    };
-    let expected = sessions::expected(&settings, &lines);
+    let expected = sessions::expected(&job.settings(), &lines);
     // The data set exercises what it is meant to.
     assert_eq!(expected.bridging_clicks, 1, "one bridging click");
     assert_eq!(expected.late.len(), 2, "dave's two late clicks");
     assert_eq!(expected.dead.len(), 1, "one poison pill");
-    assert_eq!(
-        expected
-            .summaries
-            .keys()
-            .filter(|u| !u.starts_with("__"))
-            .count(),
-        5,
-        "every user's sessions close"
-    );
-
+    assert_eq!(expected.summary_count(), 7, "every user's sessions close");
     println!(
         "event file {}: {} lines; oracle: {} summaries, {} Redis keys, {} late, {} dead",
         event_file.display(),
@@ -306,54 +358,77 @@ async fn sessions_match_the_oracle() -> anyhow::Result<()> {
         expected.late.len(),
         expected.dead.len()
     );
+
     create_topic(&job.bootstrap, &job.input, PARTITIONS).await?;
-    let (mut replica0, port0) = job.start("replica-0")?;
-    let (mut replica1, port1) = job.start("replica-1")?;
-    job.wait_ready(&mut replica0, port0).await?;
-    job.wait_ready(&mut replica1, port1).await?;
+    let mut replicas = [job.start("replica-0").await?, job.start("replica-1").await?];
     let records: Vec<Outgoing> = lines.iter().map(EventLine::to_outgoing).collect();
     produce_records(&job.bootstrap, &job.input, &records)?;
+    job.assert_outputs(&expected).await?;
+    for replica in &mut replicas {
+        assert!(
+            replica.terminate(Duration::from_secs(30))?,
+            "clean exit on SIGTERM; log {}",
+            replica.log.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&job.dir);
+    Ok(())
+}
 
-    let output = job.read(
-        &job.output,
+/// loadgen's own traffic (its event file is the oracle's input) through two replicas, one of
+/// them SIGKILLed and restarted while it works: the outputs are still exactly the oracle's.
+#[tokio::test(flavor = "multi_thread")]
+async fn loadgen_traffic_with_a_replica_killed_matches_the_oracle() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let job = Job::new(&env, "sessions-loadgen")?;
+    let orders = format!("{}-orders", job.name);
+    create_topic(&job.bootstrap, &job.input, PARTITIONS).await?;
+    create_topic(&job.bootstrap, &orders, PARTITIONS).await?;
+    let event_file = job.dir.join("events.jsonl");
+    let output = {
+        let mut command = Command::new(workspace_binary("loadgen")?);
+        command
+            .args(["--seed", "11", "--users", "120", "--count", "8000"])
+            .args(["--rate", "0", "--quiet", "--fraud-rate", "0"])
+            .args(["--poison-rate", "0.005", "--out-of-order-rate", "0.05"])
+            .args(["--late-rate", "0.01"])
+            .args(["--clicks-topic", &job.input, "--orders-topic", &orders])
+            .arg("--events-file")
+            .arg(&event_file)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &job.bootstrap)
+            .env("RUST_LOG", "warn");
+        tokio::task::spawn_blocking(move || command.output()).await??
+    };
+    anyhow::ensure!(
+        output.status.success(),
+        "loadgen failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = sessions::read_event_file(&event_file)?;
+    let expected = sessions::expected(&job.settings(), &lines);
+    println!(
+        "loadgen: {} lines; oracle: {} summaries of {} users, {} late, {} dead, {} bridging clicks",
+        lines.len(),
         expected.summary_count(),
-        Duration::from_secs(120),
-    )?;
-    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for record in &output {
-        got.entry(record.key.clone().unwrap_or_default())
-            .or_default()
-            .push(text(record));
-    }
-    assert_eq!(
-        got, expected.summaries,
-        "committed sessions, per key in order"
+        expected.summaries.len(),
+        expected.late.len(),
+        expected.dead.len(),
+        expected.bridging_clicks
     );
-
-    let late = job.read(&job.late, expected.late.len(), Duration::from_secs(30))?;
-    let late: BTreeSet<String> = late.iter().map(text).collect();
-    assert_eq!(late, expected.late.iter().cloned().collect::<BTreeSet<_>>());
-
-    let dead = job.read(&job.dlq, expected.dead.len(), Duration::from_secs(30))?;
-    assert_eq!(dead.iter().map(text).collect::<Vec<_>>(), expected.dead);
-    let headers: BTreeMap<_, _> = dead[0].headers.iter().cloned().collect();
-    assert_eq!(
-        headers.get("service").map(String::as_str),
-        Some("session-aggregator")
+    assert!(
+        expected.summary_count() > 100,
+        "enough sessions to be a test"
     );
-    assert_eq!(headers.get("source.topic"), Some(&job.input));
+    // loadgen's late clicks are behind the partition's watermark, but mostly within their
+    // user's open session, which they join (on time for sessions); its poison pills go to the DLQ.
+    assert!(!expected.dead.is_empty(), "poison pills in the run");
 
-    // Redis is written before each transaction commits, so the committed output implies it.
-    let (found, ttls) = redis_contents(&job.redis_url, &job.name).await?;
-    assert_eq!(found.redis_strings, expected.redis_strings, "user features");
-    assert_eq!(
-        found.redis_sorted_sets, expected.redis_sorted_sets,
-        "user sessions"
-    );
-    for (key, ttl) in &ttls {
-        assert!(*ttl > 0, "{key} has a TTL ({ttl})");
-    }
-
+    let mut replica0 = job.start("replica-0").await?;
+    let mut replica1 = job.start("replica-1").await?;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    replica0.kill_now()?;
+    let mut replica0 = job.start("replica-0").await?;
+    job.assert_outputs(&expected).await?;
     for replica in [&mut replica0, &mut replica1] {
         assert!(
             replica.terminate(Duration::from_secs(30))?,
