@@ -215,6 +215,19 @@ impl Job {
         )
     }
 
+    /// SIGTERMs every replica (each must exit cleanly), then removes the job's files.
+    fn stop(&self, replicas: impl IntoIterator<Item = Running>) -> anyhow::Result<()> {
+        for mut replica in replicas {
+            assert!(
+                replica.terminate(Duration::from_secs(30))?,
+                "clean exit on SIGTERM; log {}",
+                replica.log.display()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+
     /// The committed output, the late and dead-letter topics and Redis equal the oracle's.
     async fn assert_outputs(&self, expected: &Expected) -> anyhow::Result<()> {
         let output = self.read(
@@ -360,19 +373,11 @@ async fn sessions_match_the_oracle() -> anyhow::Result<()> {
     );
 
     create_topic(&job.bootstrap, &job.input, PARTITIONS).await?;
-    let mut replicas = [job.start("replica-0").await?, job.start("replica-1").await?];
+    let replicas = [job.start("replica-0").await?, job.start("replica-1").await?];
     let records: Vec<Outgoing> = lines.iter().map(EventLine::to_outgoing).collect();
     produce_records(&job.bootstrap, &job.input, &records)?;
     job.assert_outputs(&expected).await?;
-    for replica in &mut replicas {
-        assert!(
-            replica.terminate(Duration::from_secs(30))?,
-            "clean exit on SIGTERM; log {}",
-            replica.log.display()
-        );
-    }
-    let _ = std::fs::remove_dir_all(&job.dir);
-    Ok(())
+    job.stop(replicas)
 }
 
 /// loadgen's own traffic (its event file is the oracle's input) through two replicas, one of
@@ -424,18 +429,10 @@ async fn loadgen_traffic_with_a_replica_killed_matches_the_oracle() -> anyhow::R
     assert!(!expected.dead.is_empty(), "poison pills in the run");
 
     let mut replica0 = job.start("replica-0").await?;
-    let mut replica1 = job.start("replica-1").await?;
+    let replica1 = job.start("replica-1").await?;
     tokio::time::sleep(Duration::from_millis(400)).await;
     replica0.kill_now()?;
-    let mut replica0 = job.start("replica-0").await?;
+    let replica0 = job.start("replica-0").await?;
     job.assert_outputs(&expected).await?;
-    for replica in [&mut replica0, &mut replica1] {
-        assert!(
-            replica.terminate(Duration::from_secs(30))?,
-            "clean exit on SIGTERM; log {}",
-            replica.log.display()
-        );
-    }
-    let _ = std::fs::remove_dir_all(&job.dir);
-    Ok(())
+    job.stop([replica0, replica1])
 }
