@@ -209,7 +209,7 @@ async fn start_replica(
         .env("STATE_DIR", dir.join(instance).join("state"))
         .env("TRENDSTREAM_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info,librdkafka=warn");
-    let log = dir.join(format!("{instance}.log"));
+    let log = dir.join(format!("{instance}-{}.log", unique_name("run")));
     let mut process = Running::start(command, log)?;
     process.wait_ready(port, Duration::from_secs(90)).await?;
     Ok(process)
@@ -322,14 +322,13 @@ async fn alerts_match_the_oracle_with_two_replicas() -> anyhow::Result<()> {
     assert_eq!(want.late.len(), 1);
     assert_eq!(want.dead_letters.len(), 1);
 
-    let replica0 = start_replica(
-        &env, &dir, &name, &input, &output, &dlq, &late, &prefix, "fraud-0",
-    )
-    .await?;
-    let replica1 = start_replica(
-        &env, &dir, &name, &input, &output, &dlq, &late, &prefix, "fraud-1",
-    )
-    .await?;
+    let start = |instance: &'static str| {
+        start_replica(
+            &env, &dir, &name, &input, &output, &dlq, &late, &prefix, instance,
+        )
+    };
+    let mut replica0 = start("fraud-0").await?;
+    let replica1 = start("fraud-1").await?;
     let outgoing: Vec<Outgoing> = records
         .iter()
         .map(|r| Outgoing {
@@ -338,7 +337,15 @@ async fn alerts_match_the_oracle_with_two_replicas() -> anyhow::Result<()> {
             partition: Some(r.partition),
         })
         .collect();
-    produce_records(&bootstrap, &input, &outgoing)?;
+    // Half the records, then a SIGKILL and a restart of one replica (its buffered events and
+    // rule state come back from its state and changelog), then the rest: still exactly the
+    // oracle's outputs.
+    let (first, second) = outgoing.split_at(outgoing.len() / 2);
+    produce_records(&bootstrap, &input, first)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    replica0.kill_now()?;
+    let replica0 = start("fraud-0").await?;
+    produce_records(&bootstrap, &input, second)?;
 
     let committed = read_committed(
         &bootstrap,
