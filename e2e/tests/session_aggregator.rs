@@ -172,6 +172,11 @@ impl Job {
 
     /// Starts replica `instance` and waits until it is ready.
     async fn start(&self, instance: &str) -> anyhow::Result<Running> {
+        Ok(self.start_on_port(instance).await?.0)
+    }
+
+    /// [`Job::start`], also returning the port of its `/metrics`.
+    async fn start_on_port(&self, instance: &str) -> anyhow::Result<(Running, u16)> {
         let port = free_port()?;
         let mut command = Command::new(workspace_binary("session-aggregator")?);
         command
@@ -197,7 +202,7 @@ impl Job {
             .join(format!("{instance}-{}.log", unique_name("run")));
         let mut process = Running::start(command, log)?;
         process.wait_ready(port, Duration::from_secs(90)).await?;
-        Ok(process)
+        Ok((process, port))
     }
 
     fn read(
@@ -291,6 +296,18 @@ impl Job {
         }
         Ok(())
     }
+}
+
+/// The replica's `trendstream_records_in_total`, summed over topics (0 when unreachable).
+async fn records_in(port: u16) -> u64 {
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return 0;
+    };
+    let body = response.text().await.unwrap_or_default();
+    body.lines()
+        .filter(|l| l.starts_with("trendstream_records_in_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn sorted(items: impl Iterator<Item = String>) -> Vec<String> {
@@ -389,6 +406,10 @@ async fn loadgen_traffic_with_a_replica_killed_matches_the_oracle() -> anyhow::R
     let orders = format!("{}-orders", job.name);
     create_topic(&job.bootstrap, &job.input, PARTITIONS).await?;
     create_topic(&job.bootstrap, &orders, PARTITIONS).await?;
+    // Both replicas run while loadgen produces; replica-0 is SIGKILLed right after it finished
+    // and restarted with the same identity and state directory.
+    let (mut replica0, port0) = job.start_on_port("replica-0").await?;
+    let replica1 = job.start("replica-1").await?;
     let event_file = job.dir.join("events.jsonl");
     let output = {
         let mut command = Command::new(workspace_binary("loadgen")?);
@@ -409,6 +430,12 @@ async fn loadgen_traffic_with_a_replica_killed_matches_the_oracle() -> anyhow::R
         "loadgen failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let read = records_in(port0).await;
+    replica0.kill_now()?;
+    println!("replica-0 SIGKILLed after reading {read} records");
+    let replica0 = job.start("replica-0").await?;
+
     let lines = sessions::read_event_file(&event_file)?;
     let expected = sessions::expected(&job.settings(), &lines);
     println!(
@@ -427,12 +454,6 @@ async fn loadgen_traffic_with_a_replica_killed_matches_the_oracle() -> anyhow::R
     // loadgen's late clicks are behind the partition's watermark, but mostly within their
     // user's open session, which they join (on time for sessions); its poison pills go to the DLQ.
     assert!(!expected.dead.is_empty(), "poison pills in the run");
-
-    let mut replica0 = job.start("replica-0").await?;
-    let replica1 = job.start("replica-1").await?;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    replica0.kill_now()?;
-    let replica0 = job.start("replica-0").await?;
     job.assert_outputs(&expected).await?;
     job.stop([replica0, replica1])
 }
