@@ -241,12 +241,12 @@ impl Simulation {
     fn start_session(&mut self, u: usize, start: i64) {
         if self.rng.chance(self.config.fraud_rate) {
             let end = match self.rng.below(3) {
-                0 => self.rapid_orders(u, start),
+                0 => self.order_series(u, start, FraudPattern::RapidOrders),
                 1 => {
                     self.high_value_first_order(start);
                     self.normal_session(u, start)
                 }
-                _ => self.high_value_burst(u, start),
+                _ => self.order_series(u, start, FraudPattern::HighValueBurst),
             };
             self.schedule_next_session(u, end);
         } else {
@@ -493,33 +493,28 @@ impl Simulation {
         (p, needed + self.rng.below(2) as u32)
     }
 
-    /// 3 to 5 orders within 4 minutes by an existing user.
-    fn rapid_orders(&mut self, u: usize, start: i64) -> i64 {
+    /// A planted series of orders by an existing user: RAPID_ORDERS (3 to 5 ordinary orders,
+    /// 20-55 s apart) or HIGH_VALUE_BURST (3 or 4 orders above 5000 TRY, 15-75 s apart); either
+    /// way within 4 minutes. Returns the time of the last order.
+    fn order_series(&mut self, u: usize, start: i64, pattern: FraudPattern) -> i64 {
         let user = self.users[u].id.clone();
-        let n = 3 + self.rng.below(3);
+        let high_value = pattern == FraudPattern::HighValueBurst;
+        let (n, gap) = if high_value {
+            (3 + self.rng.below(2), (15 * SECOND, 75 * SECOND))
+        } else {
+            (3 + self.rng.below(3), (20 * SECOND, 55 * SECOND))
+        };
         let mut t = start;
         for i in 0..n {
             if i > 0 {
-                t += self.rng.between(20 * SECOND, 55 * SECOND);
+                t += self.rng.between(gap.0, gap.1);
             }
-            let p = self.pick_product(u);
-            let completes = (i == 2).then_some(FraudPattern::RapidOrders);
-            self.place_order(&user, &[(p, 1)], Currency::TRY, t, true, completes);
-        }
-        t
-    }
-
-    /// 3 or 4 orders above 5000 TRY each within 4 minutes by an existing user.
-    fn high_value_burst(&mut self, u: usize, start: i64) -> i64 {
-        let user = self.users[u].id.clone();
-        let n = 3 + self.rng.below(2);
-        let mut t = start;
-        for i in 0..n {
-            if i > 0 {
-                t += self.rng.between(15 * SECOND, 75 * SECOND);
-            }
-            let line = self.high_value_line();
-            let completes = (i == 2).then_some(FraudPattern::HighValueBurst);
+            let line = if high_value {
+                self.high_value_line()
+            } else {
+                (self.pick_product(u), 1)
+            };
+            let completes = (i == 2).then_some(pattern);
             self.place_order(&user, &[line], Currency::TRY, t, true, completes);
         }
         t
