@@ -47,122 +47,83 @@ mod tests {
     const MIN: i64 = 60_000;
     const GAP: i64 = 30 * MIN;
 
+    enum Step {
+        /// A click: (ts, event type, category).
+        Click(i64, &'static str, Option<&'static str>),
+        /// The timer at this time fires.
+        Close(i64),
+    }
+
+    /// (current length, session events, views, cart adds, last category, session count,
+    /// average duration, updated_ts)
+    type Features<'a> = (i64, u64, u64, u64, Option<&'a str>, u64, i64, i64);
+
     #[test]
     fn features_follow_the_state() {
         let sessions = SessionWindows { gap: GAP };
+        let late_start = 2 * MIN + GAP + 1;
+        let steps: [(&str, Step, Features<'static>); 6] = [
+            (
+                "first click",
+                Step::Click(0, "page_view", None),
+                (0, 1, 1, 0, None, 0, 0, 0),
+            ),
+            (
+                "same session",
+                Step::Click(MIN, "product_view", Some("books")),
+                (MIN, 2, 2, 0, Some("books"), 0, 0, MIN),
+            ),
+            (
+                "a cart add",
+                Step::Click(2 * MIN, "add_to_cart", Some("books")),
+                (2 * MIN, 3, 2, 1, Some("books"), 0, 0, 2 * MIN),
+            ),
+            (
+                "the latest-starting open session is current",
+                Step::Click(late_start, "search", Some("toys")),
+                (0, 1, 0, 0, Some("toys"), 0, 0, late_start),
+            ),
+            (
+                "a click into the older open session changes neither current nor last category",
+                Step::Click(90_000, "add_to_cart", Some("shoes")),
+                (0, 1, 0, 0, Some("toys"), 0, 0, late_start),
+            ),
+            (
+                "after the first close",
+                Step::Close(2 * MIN + GAP - 1),
+                (0, 1, 0, 0, Some("toys"), 1, 2 * MIN, late_start),
+            ),
+        ];
         let mut state = UserState::default();
-        let apply = |state: &mut UserState, ts, kind, category| {
-            state.apply_click(&click("u", ts, kind, category, None), sessions, i64::MIN);
-        };
-        struct Expect {
-            name: &'static str,
-            length: i64,
-            events: u64,
-            views: u64,
-            cart_adds: u64,
-            last_category: Option<&'static str>,
-            count: u64,
-            avg: i64,
-            updated: i64,
-        }
-        let check = |state: &UserState, e: Expect| {
-            let f = user_features("u", state);
+        for (name, step, expected) in steps {
+            match step {
+                Step::Click(ts, kind, category) => {
+                    state.apply_click(&click("u", ts, kind, category, None), sessions, i64::MIN);
+                }
+                Step::Close(time) => {
+                    assert!(state.close("u", time, GAP).is_some(), "{name}");
+                }
+            }
+            let f = user_features("u", &state);
             assert_eq!(f.user_id, "u");
-            assert_eq!(
-                (
-                    f.current_session_length_ms,
-                    f.session_events,
-                    f.views,
-                    f.cart_adds
-                ),
-                (e.length, e.events, e.views, e.cart_adds),
-                "{}",
-                e.name
+            let got: Features<'_> = (
+                f.current_session_length_ms,
+                f.session_events,
+                f.views,
+                f.cart_adds,
+                f.last_category.as_deref(),
+                f.session_count,
+                f.avg_session_duration_ms,
+                f.updated_ts,
             );
-            assert_eq!(f.last_category.as_deref(), e.last_category, "{}", e.name);
-            assert_eq!(
-                (f.session_count, f.avg_session_duration_ms, f.updated_ts),
-                (e.count, e.avg, e.updated),
-                "{}",
-                e.name
-            );
-        };
-        apply(&mut state, 0, "page_view", None);
-        apply(&mut state, MIN, "product_view", Some("books"));
-        apply(&mut state, 2 * MIN, "add_to_cart", Some("books"));
-        check(
-            &state,
-            Expect {
-                name: "one open session",
-                length: 2 * MIN,
-                events: 3,
-                views: 2,
-                cart_adds: 1,
-                last_category: Some("books"),
-                count: 0,
-                avg: 0,
-                updated: 2 * MIN,
-            },
-        );
-        apply(&mut state, 2 * MIN + GAP + 1, "search", Some("toys"));
-        check(
-            &state,
-            Expect {
-                name: "the latest-starting open session is current",
-                length: 0,
-                events: 1,
-                views: 0,
-                cart_adds: 0,
-                last_category: Some("toys"),
-                count: 0,
-                avg: 0,
-                updated: 2 * MIN + GAP + 1,
-            },
-        );
-        apply(&mut state, 90_000, "add_to_cart", Some("shoes"));
-        check(
-            &state,
-            Expect {
-                name: "a click into the older open session changes neither current nor last category",
-                length: 0,
-                events: 1,
-                views: 0,
-                cart_adds: 0,
-                last_category: Some("toys"),
-                count: 0,
-                avg: 0,
-                updated: 2 * MIN + GAP + 1,
-            },
-        );
-        assert!(state.close("u", 2 * MIN + GAP - 1, GAP).is_some());
-        check(
-            &state,
-            Expect {
-                name: "after the first close",
-                length: 0,
-                events: 1,
-                views: 0,
-                cart_adds: 0,
-                last_category: Some("toys"),
-                count: 1,
-                avg: 2 * MIN,
-                updated: 2 * MIN + GAP + 1,
-            },
-        );
-        assert!(state.close("u", 2 * MIN + 2 * GAP, GAP).is_some());
-        check(
-            &state,
-            Expect {
-                name: "no open session: zero current fields, average rounded down",
-                length: 0,
-                events: 0,
-                views: 0,
-                cart_adds: 0,
-                last_category: Some("toys"),
-                count: 2,
-                avg: MIN,
-                updated: 2 * MIN + GAP + 1,
-            },
+            assert_eq!(got, expected, "{name}");
+        }
+        assert!(state.close("u", late_start + GAP - 1, GAP).is_some());
+        let f = user_features("u", &state);
+        assert_eq!(
+            (f.session_events, f.session_count, f.avg_session_duration_ms),
+            (0, 2, MIN),
+            "no open session: zero current fields, average rounded down"
         );
     }
 }

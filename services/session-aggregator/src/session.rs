@@ -45,7 +45,7 @@ pub struct SessionAggregate {
 }
 
 /// Replaces `slot` when `ts` is at least as late as what it holds (a tie goes to the newcomer).
-fn keep_latest(slot: &mut Option<Stamped>, ts: i64, value: Option<&str>) {
+pub(crate) fn keep_latest(slot: &mut Option<Stamped>, ts: i64, value: Option<&str>) {
     if let Some(value) = value
         && slot.as_ref().is_none_or(|held| ts >= held.ts)
     {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use trendstream_events::{ClickEvent, SessionSummary};
 use trendstream_runtime::window::{Lateness, SessionWindows, Window, lateness};
 
-use crate::session::{SessionAggregate, Stamped};
+use crate::session::{SessionAggregate, Stamped, keep_latest};
 
 /// Allowed lateness of sessions: none. A session is emitted once, when the watermark passes
 /// its end; a click that would land in (or open) a session the watermark has passed is late.
@@ -81,12 +81,12 @@ impl UserState {
             std::mem::take(&mut self.open)
                 .into_iter()
                 .partition(|s| removed.contains(&s.window(gap)));
-        let aggregate = match touched.split_first() {
+        let mut touched = touched.into_iter();
+        let aggregate = match touched.next() {
             None => SessionAggregate::new(click),
-            Some((first, rest)) => {
-                let mut aggregate = first.clone();
-                for other in rest {
-                    aggregate.merge(other);
+            Some(mut aggregate) => {
+                for other in touched {
+                    aggregate.merge(&other);
                 }
                 aggregate.add(click);
                 aggregate
@@ -97,17 +97,7 @@ impl UserState {
         let session = aggregate.window(gap);
         debug_assert_eq!(session, merge.session);
         self.open.insert(at, aggregate);
-        if let Some(category) = click.category.as_deref()
-            && self
-                .last_category
-                .as_ref()
-                .is_none_or(|held| click.ts >= held.ts)
-        {
-            self.last_category = Some(Stamped {
-                ts: click.ts,
-                value: category.to_owned(),
-            });
-        }
+        keep_latest(&mut self.last_category, click.ts, click.category.as_deref());
         self.updated_ts = Some(self.updated_ts.map_or(click.ts, |t| t.max(click.ts)));
         ClickOutcome::Accepted { session, removed }
     }
