@@ -733,7 +733,7 @@ fn brute_force(events: &[Event]) -> Vec<(String, Vec<String>)> {
     if let Some(first) = placed.first().filter(|e| high(e)) {
         out.push(("HIGH_VALUE_FIRST_ORDER".into(), vec![first.id.clone()]));
     }
-    let burst: Vec<&Event> = placed.iter().copied().filter(|e| high(&e)).collect();
+    let burst: Vec<&Event> = placed.iter().copied().filter(|e| high(e)).collect();
     out.extend(windows("HIGH_VALUE_BURST", &burst));
     out.sort();
     out
