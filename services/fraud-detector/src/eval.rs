@@ -199,13 +199,18 @@ pub struct Run {
     pub deadline: Option<i64>,
 }
 
-/// A rule's per-user state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleState {
-    Count(Vec<Matched>),
-    FirstSeen,
-    Runs(Vec<Run>),
+/// A rule's per-user state (each kind of rule uses its own part).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// Count rules: the matching events within the window of the latest event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Matched>,
+    /// First-ever rules: the first matching event was seen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_seen: bool,
+    /// Sequence rules: the open runs, in start order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Run>,
 }
 
 /// Everything kept for one user.
@@ -276,11 +281,7 @@ impl UserState {
         let mut deadlines: Vec<i64> = self
             .rules
             .values()
-            .filter_map(|s| match s {
-                RuleState::Runs(runs) => Some(runs.iter().filter_map(|r| r.deadline)),
-                _ => None,
-            })
-            .flatten()
+            .flat_map(|s| s.runs.iter().filter_map(|r| r.deadline))
             .collect();
         deadlines.sort_unstable();
         deadlines.dedup();
@@ -291,10 +292,7 @@ impl UserState {
     fn next_deadline(&self) -> Option<i64> {
         self.rules
             .values()
-            .filter_map(|s| match s {
-                RuleState::Runs(runs) => runs.iter().filter_map(|r| r.deadline).min(),
-                _ => None,
-            })
+            .flat_map(|s| s.runs.iter().filter_map(|r| r.deadline))
             .min()
     }
 
@@ -303,7 +301,7 @@ impl UserState {
             let RuleKind::Sequence { within, .. } = &rule.kind else {
                 continue;
             };
-            let Some(RuleState::Runs(runs)) = self.rules.get_mut(&rule.name) else {
+            let Some(RuleState { runs, .. }) = self.rules.get_mut(&rule.name) else {
                 continue;
             };
             while let Some(index) = runs.iter().position(|r| r.deadline == Some(at)) {
@@ -339,20 +337,14 @@ impl UserState {
         self.seq += 1;
         self.last_ts = Some(event.ts);
         for rule in rules {
+            let state = self.rules.entry(rule.name.clone()).or_default();
             match &rule.kind {
                 RuleKind::Count {
                     filter,
                     at_least,
                     within,
                 } => {
-                    let state = self
-                        .rules
-                        .entry(rule.name.clone())
-                        .or_insert_with(|| RuleState::Count(Vec::new()));
-                    let RuleState::Count(recent) = state else {
-                        *state = RuleState::Count(Vec::new());
-                        continue;
-                    };
+                    let recent = &mut state.recent;
                     let from = event.ts.saturating_sub(*within);
                     recent.retain(|m| m.ts >= from);
                     if !matches(filter, event, previous) {
@@ -377,10 +369,10 @@ impl UserState {
                     }
                 }
                 RuleKind::FirstEver { of, having } => {
-                    if self.rules.contains_key(&rule.name) || !matches(of, event, previous) {
+                    if state.first_seen || !matches(of, event, previous) {
                         continue;
                     }
-                    self.rules.insert(rule.name.clone(), RuleState::FirstSeen);
+                    state.first_seen = true;
                     if matches(having, event, previous) {
                         out.alerts.push(build_alert(
                             rule,
@@ -398,14 +390,7 @@ impl UserState {
                     absent,
                     within,
                 } => {
-                    let state = self
-                        .rules
-                        .entry(rule.name.clone())
-                        .or_insert_with(|| RuleState::Runs(Vec::new()));
-                    let RuleState::Runs(runs) = state else {
-                        *state = RuleState::Runs(Vec::new());
-                        continue;
-                    };
+                    let runs = &mut state.runs;
                     if let Some(alert) = step_sequence(
                         rule,
                         user_id,
