@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod kube;
 pub mod oracle;
 pub mod process;
+pub mod processor;
 pub mod prometheus;
 
 use std::collections::BTreeMap;

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use trendstream_e2e::kafka::{Incoming, Outgoing, create_topic, produce_records, read_committed};
-use trendstream_e2e::process::{Running, free_port, workspace_binary};
+use trendstream_e2e::processor::{Deployment, Replica};
 use trendstream_e2e::{TestEnv, unique_name};
 
-/// One job of the example counter: its topics, group and the settings every replica shares.
+/// One job of the example counter: its topics and the deployment every replica shares.
 struct Job {
     name: String,
     bootstrap: String,
@@ -17,13 +17,7 @@ struct Job {
     output: String,
     dlq: String,
     late: String,
-    extra: Vec<(String, String)>,
-    dir: PathBuf,
-}
-
-struct Replica {
-    process: Running,
-    port: u16,
+    deployment: Deployment,
 }
 
 impl Job {
@@ -32,56 +26,39 @@ impl Job {
         let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
         let input = format!("{name}-in");
         create_topic(&bootstrap, &input, partitions).await?;
-        let dir = std::env::temp_dir()
-            .join("trendstream-runtime-tests")
-            .join(&name);
-        std::fs::create_dir_all(&dir)?;
+        let (output, dlq, late) = (
+            format!("{name}-out"),
+            format!("{name}-dlq"),
+            format!("{name}-late"),
+        );
+        let deployment = Deployment::new("trendstream-example-counter", &name)?
+            .with("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+            .with("KAFKA_INPUT_TOPICS", &input)
+            .with("KAFKA_OUTPUT_TOPIC", &output)
+            .with("KAFKA_DLQ_TOPIC", &dlq)
+            .with("KAFKA_LATE_TOPIC", &late);
         Ok(Self {
-            output: format!("{name}-out"),
-            dlq: format!("{name}-dlq"),
-            late: format!("{name}-late"),
-            input,
-            bootstrap,
-            extra: Vec::new(),
-            dir,
             name,
+            bootstrap,
+            input,
+            output,
+            dlq,
+            late,
+            deployment,
         })
     }
 
     fn with(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.extra.push((key.to_owned(), value.into()));
+        self.deployment = self.deployment.with(key, value);
         self
     }
 
     fn state_dir(&self, instance: &str) -> PathBuf {
-        self.dir.join(instance).join("state")
+        self.deployment.state_dir(instance)
     }
 
-    /// Starts replica `instance` and waits until it is ready (partitions assigned and restored).
     async fn start(&self, instance: &str) -> anyhow::Result<Replica> {
-        let port = free_port()?;
-        let mut command = Command::new(workspace_binary("trendstream-example-counter")?);
-        command
-            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
-            .env("KAFKA_INPUT_TOPICS", &self.input)
-            .env("KAFKA_OUTPUT_TOPIC", &self.output)
-            .env("KAFKA_CONSUMER_GROUP", &self.name)
-            .env("KAFKA_DLQ_TOPIC", &self.dlq)
-            .env("KAFKA_LATE_TOPIC", &self.late)
-            .env("KAFKA_SESSION_TIMEOUT", "6s")
-            .env("POD_NAME", instance)
-            .env("STATE_DIR", self.state_dir(instance))
-            .env("TRENDSTREAM_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info,librdkafka=warn");
-        for (key, value) in &self.extra {
-            command.env(key, value);
-        }
-        let log = self
-            .dir
-            .join(format!("{instance}-{}.log", unique_name("run")));
-        let mut process = Running::start(command, log)?;
-        process.wait_ready(port, Duration::from_secs(90)).await?;
-        Ok(Replica { process, port })
+        self.deployment.start(instance).await
     }
 
     fn read(
