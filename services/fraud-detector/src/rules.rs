@@ -757,4 +757,18 @@ mod tests {
             built_in_rules()
         );
     }
+
+    #[test]
+    fn the_fraud_job_examples_rules_are_valid() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fraud-job.yaml");
+        let job: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).expect("fraud-job.yaml"))
+                .expect("yaml");
+        let rules = job["spec"]["config"]["fraudRules"]
+            .as_str()
+            .expect("spec.config.fraudRules");
+        let parsed = parse_rules(rules, "fraud-job.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.len(), 2);
+    }
 }
