@@ -10,7 +10,8 @@ use std::time::Duration;
 use trendstream_e2e::kafka::{Incoming, Outgoing, create_topic, produce_records, read_committed};
 use trendstream_e2e::oracle::partition_for;
 use trendstream_e2e::oracle::sessions::{self, EventLine, Expected, Settings};
-use trendstream_e2e::process::{Running, free_port, workspace_binary};
+use trendstream_e2e::process::workspace_binary;
+use trendstream_e2e::processor::{Deployment, Replica};
 use trendstream_e2e::{TestEnv, unique_name};
 
 const PARTITIONS: i32 = 4;
@@ -140,7 +141,9 @@ struct Job {
     output: String,
     dlq: String,
     late: String,
+    /// Where the test keeps its event file.
     dir: PathBuf,
+    deployment: Deployment,
 }
 
 impl Job {
@@ -150,15 +153,32 @@ impl Job {
             .join("trendstream-session-tests")
             .join(&name);
         std::fs::create_dir_all(&dir)?;
+        let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+        let redis_url = env.get("REDIS_URL")?.to_owned();
+        let (input, output) = (format!("{name}-clicks"), format!("{name}-sessions"));
+        let (dlq, late) = (format!("{name}-dlq"), format!("{name}-late"));
+        let deployment = Deployment::new("session-aggregator", &name)?
+            .with("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+            .with("KAFKA_INPUT_TOPICS", &input)
+            .with("KAFKA_OUTPUT_TOPIC", &output)
+            .with("KAFKA_DLQ_TOPIC", &dlq)
+            .with("KAFKA_LATE_TOPIC", &late)
+            .with("REDIS_URL", &redis_url)
+            .with("REDIS_KEY_PREFIX", &name)
+            .with("SESSION_GAP", "30m")
+            .with("MAX_OUT_OF_ORDERNESS", "30s")
+            .with("IDLE_TIMEOUT", "24h")
+            .with("COMMIT_INTERVAL", "100ms");
         Ok(Self {
-            bootstrap: env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned(),
-            redis_url: env.get("REDIS_URL")?.to_owned(),
-            input: format!("{name}-clicks"),
-            output: format!("{name}-sessions"),
-            dlq: format!("{name}-dlq"),
-            late: format!("{name}-late"),
-            dir,
             name,
+            bootstrap,
+            redis_url,
+            input,
+            output,
+            dlq,
+            late,
+            dir,
+            deployment,
         })
     }
 
@@ -171,38 +191,8 @@ impl Job {
     }
 
     /// Starts replica `instance` and waits until it is ready.
-    async fn start(&self, instance: &str) -> anyhow::Result<Running> {
-        Ok(self.start_on_port(instance).await?.0)
-    }
-
-    /// [`Job::start`], also returning the port of its `/metrics`.
-    async fn start_on_port(&self, instance: &str) -> anyhow::Result<(Running, u16)> {
-        let port = free_port()?;
-        let mut command = Command::new(workspace_binary("session-aggregator")?);
-        command
-            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
-            .env("KAFKA_INPUT_TOPICS", &self.input)
-            .env("KAFKA_OUTPUT_TOPIC", &self.output)
-            .env("KAFKA_CONSUMER_GROUP", &self.name)
-            .env("KAFKA_DLQ_TOPIC", &self.dlq)
-            .env("KAFKA_LATE_TOPIC", &self.late)
-            .env("KAFKA_SESSION_TIMEOUT", "6s")
-            .env("REDIS_URL", &self.redis_url)
-            .env("REDIS_KEY_PREFIX", &self.name)
-            .env("SESSION_GAP", "30m")
-            .env("MAX_OUT_OF_ORDERNESS", "30s")
-            .env("IDLE_TIMEOUT", "24h")
-            .env("COMMIT_INTERVAL", "100ms")
-            .env("POD_NAME", instance)
-            .env("STATE_DIR", self.dir.join(instance).join("state"))
-            .env("TRENDSTREAM_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info,librdkafka=warn");
-        let log = self
-            .dir
-            .join(format!("{instance}-{}.log", unique_name("run")));
-        let mut process = Running::start(command, log)?;
-        process.wait_ready(port, Duration::from_secs(90)).await?;
-        Ok((process, port))
+    async fn start(&self, instance: &str) -> anyhow::Result<Replica> {
+        self.deployment.start(instance).await
     }
 
     fn read(
@@ -221,12 +211,12 @@ impl Job {
     }
 
     /// SIGTERMs every replica (each must exit cleanly), then removes the job's files.
-    fn stop(&self, replicas: impl IntoIterator<Item = Running>) -> anyhow::Result<()> {
+    fn stop(&self, replicas: impl IntoIterator<Item = Replica>) -> anyhow::Result<()> {
         for mut replica in replicas {
             assert!(
-                replica.terminate(Duration::from_secs(30))?,
+                replica.process.terminate(Duration::from_secs(30))?,
                 "clean exit on SIGTERM; log {}",
-                replica.log.display()
+                replica.process.log.display()
             );
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -408,7 +398,7 @@ async fn loadgen_traffic_with_a_replica_killed_matches_the_oracle() -> anyhow::R
     create_topic(&job.bootstrap, &orders, PARTITIONS).await?;
     // Both replicas run while loadgen produces; replica-0 is SIGKILLed right after it finished
     // and restarted with the same identity and state directory.
-    let (mut replica0, port0) = job.start_on_port("replica-0").await?;
+    let mut replica0 = job.start("replica-0").await?;
     let replica1 = job.start("replica-1").await?;
     let event_file = job.dir.join("events.jsonl");
     let output = {
@@ -431,8 +421,8 @@ async fn loadgen_traffic_with_a_replica_killed_matches_the_oracle() -> anyhow::R
         String::from_utf8_lossy(&output.stderr)
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let read = records_in(port0).await;
-    replica0.kill_now()?;
+    let read = records_in(replica0.port).await;
+    replica0.process.kill_now()?;
     println!("replica-0 SIGKILLed after reading {read} records");
     let replica0 = job.start("replica-0").await?;
 
