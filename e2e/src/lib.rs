@@ -12,6 +12,7 @@ pub mod oracle;
 pub mod process;
 pub mod processor;
 pub mod prometheus;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

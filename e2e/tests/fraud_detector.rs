@@ -243,34 +243,22 @@ async fn redis_state(
     BTreeMap<String, FraudAlert>,
     BTreeMap<String, BTreeSet<(String, i64)>>,
 )> {
-    let client = redis::Client::open(url)?;
-    let mut redis = client.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut redis)
-        .await?;
-    let mut strings = BTreeMap::new();
-    let mut sets = BTreeMap::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut redis).await?;
-        match kind.as_str() {
-            "string" => {
-                let value: String = redis::cmd("GET").arg(&key).query_async(&mut redis).await?;
-                strings.insert(key, serde_json::from_str(&value)?);
-            }
-            "zset" => {
-                let members: Vec<(String, i64)> = redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .arg("WITHSCORES")
-                    .query_async(&mut redis)
-                    .await?;
-                sets.insert(key, members.into_iter().collect());
-            }
-            other => anyhow::bail!("unexpected Redis type {other} of {key}"),
-        }
-    }
+    let dump = trendstream_e2e::redis::dump(url, prefix).await?;
+    anyhow::ensure!(
+        dump.hashes.is_empty(),
+        "unexpected hashes {:?}",
+        dump.hashes
+    );
+    let strings = dump
+        .strings
+        .into_iter()
+        .map(|(key, value)| Ok((key, serde_json::from_str(&value)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let sets = dump
+        .sorted_sets
+        .into_iter()
+        .map(|(key, members)| (key, members.into_iter().collect()))
+        .collect();
     Ok((strings, sets))
 }
 
