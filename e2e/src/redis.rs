@@ -9,6 +9,8 @@ pub struct Dump {
     /// Members with scores in `ZRANGE` order.
     pub sorted_sets: BTreeMap<String, Vec<(String, i64)>>,
     pub hashes: BTreeMap<String, BTreeMap<String, String>>,
+    /// `TTL` of every key (-1: none).
+    pub ttls: BTreeMap<String, i64>,
 }
 
 /// Reads every key matching `{prefix}:*` (fails on a type it does not know).
@@ -22,6 +24,8 @@ pub async fn dump(url: &str, prefix: &str) -> anyhow::Result<Dump> {
     let mut out = Dump::default();
     for key in keys {
         let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut redis).await?;
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut redis).await?;
+        out.ttls.insert(key.clone(), ttl);
         match kind.as_str() {
             "string" => {
                 let value: String = redis::cmd("GET").arg(&key).query_async(&mut redis).await?;

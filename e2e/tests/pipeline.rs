@@ -142,7 +142,11 @@ async fn run_pipeline(chaos: bool) -> anyhow::Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut kills = 0u64;
-            let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+            let mut state = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+                | 1;
+            println!("chaos: seed {state}");
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 state ^= state << 13;

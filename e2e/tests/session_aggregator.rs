@@ -316,37 +316,18 @@ async fn redis_contents(
     redis_url: &str,
     prefix: &str,
 ) -> anyhow::Result<(Expected, BTreeMap<String, i64>)> {
-    let client = redis::Client::open(redis_url)?;
-    let mut redis = client.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut redis)
-        .await?;
-    let mut found = Expected::default();
-    let mut ttls = BTreeMap::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut redis).await?;
-        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut redis).await?;
-        ttls.insert(key.clone(), ttl);
-        match kind.as_str() {
-            "string" => {
-                let value: String = redis::cmd("GET").arg(&key).query_async(&mut redis).await?;
-                found.redis_strings.insert(key, value);
-            }
-            "zset" => {
-                let members: Vec<(String, i64)> = redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .arg("WITHSCORES")
-                    .query_async(&mut redis)
-                    .await?;
-                found.redis_sorted_sets.insert(key, members);
-            }
-            other => anyhow::bail!("unexpected Redis type {other} of {key}"),
-        }
-    }
-    Ok((found, ttls))
+    let dump = trendstream_e2e::redis::dump(redis_url, prefix).await?;
+    anyhow::ensure!(
+        dump.hashes.is_empty(),
+        "unexpected hashes {:?}",
+        dump.hashes
+    );
+    let found = Expected {
+        redis_strings: dump.strings,
+        redis_sorted_sets: dump.sorted_sets,
+        ..Expected::default()
+    };
+    Ok((found, dump.ttls))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -497,6 +497,17 @@ impl ApiServerVerifier {
         .await;
     }
 
+    /// A new fraud job's children applied, observed with `replicas` ready, reported Running.
+    async fn fraud_applied_and_running(&mut self, job: &StreamJob, hpa: Hpa, replicas: i32) {
+        self.get_statefulset("fraud", None).await;
+        let applied = self
+            .apply_children("fraud", true, hpa, statefulset("fraud", replicas, replicas))
+            .await;
+        assert_eq!(applied.workload["spec"]["replicas"], replicas);
+        assert_eq!(self.status_patch(job).await["phase"], "Running");
+        assert_eq!(self.event(job).await["reason"], "Running");
+    }
+
     async fn expect_no_more_requests(
         mut self,
         reconciled: oneshot::Receiver<()>,
@@ -593,12 +604,7 @@ async fn a_new_job_gets_the_finalizer_and_is_applied_in_the_same_pass() {
             ])
         );
         // The same pass goes on to apply the children (no wait for the patch's watch event).
-        server.get_statefulset("fraud", None).await;
-        server
-            .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
-            .await;
-        assert_eq!(server.status_patch(&echoed).await["phase"], "Running");
-        server.event(&echoed).await;
+        server.fraud_applied_and_running(&echoed, Hpa::Applied, 6).await;
         server
     })
     .await;
@@ -620,12 +626,7 @@ async fn a_job_with_other_finalizers_gets_ours_appended() {
                 { "op": "add", "path": "/metadata/finalizers/-", "value": "trendstream.io/cleanup" },
             ])
         );
-        server.get_statefulset("fraud", None).await;
-        server
-            .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
-            .await;
-        server.status_patch(&echoed).await;
-        server.event(&echoed).await;
+        server.fraud_applied_and_running(&echoed, Hpa::Applied, 6).await;
         server
     })
     .await;
@@ -866,14 +867,9 @@ async fn reconcile_new_job(
     let expected = job.clone();
     let (result, handle) =
         reconcile_keeping_server(job, ctx.clone(), handle, |mut server| async move {
-            let job = expected;
-            server.get_statefulset("fraud", None).await;
-            let applied = server
-                .apply_children("fraud", true, hpa, statefulset("fraud", replicas, replicas))
+            server
+                .fraud_applied_and_running(&expected, hpa, replicas)
                 .await;
-            assert_eq!(applied.workload["spec"]["replicas"], replicas);
-            assert_eq!(server.status_patch(&job).await["phase"], "Running");
-            assert_eq!(server.event(&job).await["reason"], "Running");
             server
         })
         .await;
@@ -1365,12 +1361,9 @@ async fn error_policy_backs_off_exponentially_per_job_and_a_success_resets_it() 
     let new = (*job).clone();
     let echoed = new.clone();
     let result = reconcile_with(new, ctx.clone(), handle, |mut server| async move {
-        server.get_statefulset("fraud", None).await;
         server
-            .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
+            .fraud_applied_and_running(&echoed, Hpa::Applied, 6)
             .await;
-        server.status_patch(&echoed).await;
-        server.event(&echoed).await;
         server
     })
     .await;
