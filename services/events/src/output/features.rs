@@ -6,7 +6,8 @@ use crate::time::epoch_millis;
 use crate::validate::{Validate, ValidationError, non_empty};
 
 /// What session-aggregator knows about a user right now. "Current session" fields describe
-/// the open session (zero when none is open); the rest cover the user's closed sessions.
+/// the user's open session with the latest start (zero when none is open); the rest cover the
+/// user's closed sessions. docs/processors.md has the exact rules.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserFeatures {
@@ -21,11 +22,11 @@ pub struct UserFeatures {
     pub cart_adds: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_category: Option<String>,
-    /// Sessions seen for this user, the open one included.
+    /// Closed sessions of this user.
     pub session_count: u64,
     /// Mean duration of the user's closed sessions, whole milliseconds.
     pub avg_session_duration_ms: i64,
-    /// Event time of the last click folded in.
+    /// Largest event time of the user's on-time clicks.
     #[serde(with = "epoch_millis")]
     pub updated_ts: i64,
 }
