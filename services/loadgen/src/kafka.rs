@@ -117,8 +117,24 @@ impl KafkaSink {
         })
     }
 
-    /// The partition count of `topic`, from the broker's metadata.
+    /// The partition count of `topic`, from the broker's metadata. A topic created a moment ago
+    /// may not be in every broker's metadata yet, so a missing topic is asked for again for a
+    /// few seconds before it is reported.
     pub fn partition_count(&self, topic: &str, timeout: Duration) -> Result<i32, KafkaSinkError> {
+        let deadline = std::time::Instant::now() + timeout.min(Duration::from_secs(5));
+        loop {
+            match self.try_partition_count(topic, timeout) {
+                Err(KafkaSinkError::MissingTopic { .. })
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn try_partition_count(&self, topic: &str, timeout: Duration) -> Result<i32, KafkaSinkError> {
         let metadata = self
             .producer
             .client()
