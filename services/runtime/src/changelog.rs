@@ -135,9 +135,7 @@ pub fn replay(
             topic: topic.clone(),
             source,
         };
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-            .map_err(kafka)?;
+        let (low, high) = watermarks(&consumer, topic, partition).map_err(kafka)?;
         let from = state.changelog_position(index)?.unwrap_or(low).max(low);
         if from >= high {
             continue;
@@ -189,6 +187,37 @@ pub fn replay(
         tracing::debug!(%err, "unassigning the restore consumer");
     }
     Ok(replayed)
+}
+
+/// The low and high offsets of a changelog partition. A topic created a moment ago may have no
+/// leader yet, so leadership errors are retried for a while before they count.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT) {
+            Err(err) if is_leadership_error(&err) && Instant::now() < deadline => {
+                tracing::debug!(topic, partition, %err, "changelog partition not ready yet; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn is_leadership_error(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+        )
+    )
 }
 
 /// True when the error means another producer with our transactional id took over.
