@@ -23,6 +23,7 @@ use trendstream_checkpoint::GcsConfig;
 use trendstream_service::ops::{self, Readiness};
 
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 const SHUTDOWN_UPLOAD_WAIT: Duration = Duration::from_secs(20);
 
 /// The body of a processor binary's `main`: validates the runtime options, stops there with
@@ -276,6 +277,7 @@ fn process<P: Processor>(
 ) -> Result<(), EngineError> {
     let mut paused = false;
     let mut last_gauges = Instant::now();
+    let mut last_idle_check = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let message = consumer.poll(Duration::from_millis(20));
         if let Some(err) = lock(failure).take() {
@@ -288,7 +290,11 @@ fn process<P: Processor>(
             Some(Err(err)) => tracing::warn!(%err, "consumer error"),
         }
         core.producer().poll(Duration::ZERO);
-        core.advance_idle()?;
+        // Idleness is measured in seconds; checking it per record would only cost time.
+        if last_idle_check.elapsed() >= IDLE_CHECK_INTERVAL {
+            core.advance_idle()?;
+            last_idle_check = Instant::now();
+        }
         if core.commit_due() {
             let group = consumer.group_metadata();
             if core.commit(group.as_ref())? {
