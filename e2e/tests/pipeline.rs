@@ -274,34 +274,19 @@ async fn run_pipeline(chaos: bool) -> anyhow::Result<()> {
     }
 
     // Dead letters, late records and Redis, once everything is processed.
-    let dead = read(&bootstrap, &topic(sessions_group, "dlq"), poison_clicks)?;
-    assert_eq!(
-        sorted(dead.iter().map(text)),
-        sorted(want_sessions.dead.clone())
-    );
-    let dead = read(&bootstrap, &topic(fraud_group, "dlq"), poison_orders)?;
-    assert_eq!(
-        sorted(dead.iter().map(text)),
-        sorted(want_fraud.dead_letters.clone())
-    );
-    let late = read(
-        &bootstrap,
-        &topic(sessions_group, "late"),
-        want_sessions.late.len(),
-    )?;
-    assert_eq!(
-        sorted(late.iter().map(text)),
-        sorted(want_sessions.late.clone())
-    );
-    let late = read(
-        &bootstrap,
-        &topic(fraud_group, "late"),
-        want_fraud.late.len(),
-    )?;
-    assert_eq!(
-        sorted(late.iter().map(text)),
-        sorted(want_fraud.late.clone())
-    );
+    for (group, suffix, want) in [
+        (sessions_group, "dlq", &want_sessions.dead),
+        (fraud_group, "dlq", &want_fraud.dead_letters),
+        (sessions_group, "late", &want_sessions.late),
+        (fraud_group, "late", &want_fraud.late),
+    ] {
+        let got = read(&bootstrap, &topic(group, suffix), want.len())?;
+        assert_eq!(
+            sorted(got.iter().map(text)),
+            sorted(want.clone()),
+            "{group} {suffix}"
+        );
+    }
 
     let redis_url = env.get("REDIS_URL")?;
     let got = dump(redis_url, sessions_group).await?;
