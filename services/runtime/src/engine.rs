@@ -25,7 +25,9 @@
 use crate::changelog;
 use crate::checkpoints::Checkpointer;
 use crate::config::RuntimeOptions;
-use crate::metrics::{OutcomeLabels, PartitionLabels, RuntimeMetrics, TaskLabels, TopicLabels};
+use crate::metrics::{
+    OutcomeLabels, PartitionLabels, PhaseLabels, RuntimeMetrics, TaskLabels, TopicLabels,
+};
 use crate::processor::{Context, Emitted, ProcessError, Processor, Record, RedisWrite, Timer};
 use crate::redis_sink::RedisSink;
 use crate::state::{PartitionState, StateError};
@@ -45,6 +47,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use trendstream_service::ops::Readiness;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Redis writes handed to the writer thread at a time while a transaction is open.
+const REDIS_BATCH: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -107,6 +111,30 @@ impl ProducerContext for DeliveryTracker {
                 .or_insert(message.offset());
             *max = (*max).max(message.offset());
         }
+    }
+}
+
+/// Observes the time since the previous phase ended into `commit_phase_seconds`.
+struct PhaseClock<'a> {
+    metrics: &'a RuntimeMetrics,
+    since: Instant,
+}
+
+impl<'a> PhaseClock<'a> {
+    fn new(metrics: &'a RuntimeMetrics) -> Self {
+        Self {
+            metrics,
+            since: Instant::now(),
+        }
+    }
+
+    fn done(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.metrics
+            .commit_phase_seconds
+            .get_or_create(&PhaseLabels { phase })
+            .observe((now - self.since).as_secs_f64());
+        self.since = now;
     }
 }
 
@@ -355,6 +383,11 @@ impl<P: Processor> Core<P> {
             self.metrics.late_records.inc();
         }
         self.redis_pending.extend(emitted.redis);
+        if self.redis_pending.len() >= REDIS_BATCH
+            && let Some(redis) = &self.redis
+        {
+            redis.submit(std::mem::take(&mut self.redis_pending))?;
+        }
         Ok(())
     }
 
@@ -532,6 +565,7 @@ impl<P: Processor> Core<P> {
     }
 
     fn try_commit(&mut self, group: Option<&ConsumerGroupMetadata>) -> Result<(), EngineError> {
+        let mut phase = PhaseClock::new(&self.metrics);
         for state in self.tasks.values() {
             for (store, key, value) in state.changes() {
                 self.send(
@@ -543,12 +577,16 @@ impl<P: Processor> Core<P> {
                 )?;
             }
         }
-        if let Some(redis) = &mut self.redis
-            && let Err(err) = redis.apply(&self.redis_pending)
+        phase.done("changelog");
+        if let Some(redis) = &self.redis
+            && let Err(err) = redis
+                .submit(std::mem::take(&mut self.redis_pending))
+                .and_then(|()| redis.wait())
         {
             self.readiness.set_not_ready(err.to_string());
             return Err(err.into());
         }
+        phase.done("redis");
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), next) in &self.positions {
             if self
@@ -569,9 +607,11 @@ impl<P: Processor> Core<P> {
                 .send_offsets_to_transaction(&offsets, group, TXN_TIMEOUT)
                 .map_err(|err| self.fatal_or("send offsets to transaction", err))?;
         }
+        phase.done("offsets");
         self.producer
             .commit_transaction(TXN_TIMEOUT)
             .map_err(|err| self.fatal_or("commit transaction", err))?;
+        phase.done("kafka_commit");
         Ok(())
     }
 
@@ -619,6 +659,12 @@ impl<P: Processor> Core<P> {
         self.producer.context().take();
         for state in self.tasks.values_mut() {
             state.discard()?;
+        }
+        // Batches already handed over finish before the replay writes the same values again.
+        if let Some(redis) = &self.redis
+            && let Err(err) = redis.wait()
+        {
+            tracing::debug!(%err, "Redis writes of the aborted transaction failed; they are replayed");
         }
         self.redis_pending.clear();
         self.txn_open = false;

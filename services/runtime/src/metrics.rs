@@ -26,6 +26,11 @@ pub struct TaskLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -42,6 +47,7 @@ pub struct RuntimeMetrics {
     pub assigned_partitions: Gauge,
     pub transactions: Family<OutcomeLabels, Counter>,
     pub commit_seconds: Histogram,
+    pub commit_phase_seconds: Family<PhaseLabels, Histogram>,
     pub checkpoint_seconds: Histogram,
     pub checkpoint_uploaded_bytes: Counter,
     pub checkpoint_reused_bytes: Counter,
@@ -65,6 +71,9 @@ impl RuntimeMetrics {
             assigned_partitions: Gauge::default(),
             transactions: Family::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            commit_phase_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
             checkpoint_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             checkpoint_uploaded_bytes: Counter::default(),
             checkpoint_reused_bytes: Counter::default(),
@@ -128,6 +137,11 @@ impl RuntimeMetrics {
             "commit_seconds",
             "Time to commit one transaction",
             metrics.commit_seconds.clone(),
+        );
+        r.register(
+            "commit_phase_seconds",
+            "Time in each phase of a commit: changelog, redis, offsets, kafka_commit",
+            metrics.commit_phase_seconds.clone(),
         );
         r.register(
             "checkpoint_seconds",

@@ -1,17 +1,28 @@
-//! Applies processors' idempotent Redis writes, in one pipeline per transaction.
+//! Applies processors' idempotent Redis writes, in pipelined batches, before each transaction commits.
 //!
 //! Writes are applied before the Kafka transaction commits: if the replica dies in between, the
 //! input is replayed and the same writes are applied again, which leaves Redis unchanged
 //! (every write is keyed by user, window or alert id; see [`RedisWrite`]).
 
 use crate::processor::RedisWrite;
+use std::sync::mpsc;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Applies writes on a thread of its own, so Redis round trips overlap with processing: the
+/// engine hands over batches while the transaction is open and waits for them all before the
+/// Kafka commit. One connection, one FIFO: writes land in the order they were made.
 pub struct RedisSink {
-    client: redis::Client,
-    connection: Option<redis::Connection>,
+    url: String,
+    jobs: mpsc::Sender<Job>,
+    results: mpsc::Receiver<redis::RedisResult<()>>,
+}
+
+enum Job {
+    Apply(Vec<RedisWrite>),
+    /// Reports the first error since the previous barrier (or success).
+    Barrier,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -22,34 +33,96 @@ pub struct RedisSinkError {
 }
 
 impl RedisSink {
-    /// Parses the URL; connects on first use.
+    /// Parses the URL and starts the writer thread; it connects on first use.
     pub fn new(url: &str) -> Result<Self, RedisSinkError> {
-        let client = redis::Client::open(url).map_err(|source| RedisSinkError {
+        let error = |source| RedisSinkError {
             url: url.to_owned(),
             source,
-        })?;
+        };
+        let client = redis::Client::open(url).map_err(error)?;
+        let (jobs, inbox) = mpsc::channel();
+        let (report, results) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("redis-writer".into())
+            .spawn(move || Writer::new(client).run(inbox, report))
+            .map_err(|err| error(err.into()))?;
         Ok(Self {
-            client,
-            connection: None,
+            url: url.to_owned(),
+            jobs,
+            results,
         })
     }
 
-    /// Applies `writes` in order. On error the connection is dropped and re-made next time.
-    pub fn apply(&mut self, writes: &[RedisWrite]) -> Result<(), RedisSinkError> {
+    /// Queues `writes` behind the ones queued before.
+    pub fn submit(&self, writes: Vec<RedisWrite>) -> Result<(), RedisSinkError> {
         if writes.is_empty() {
             return Ok(());
         }
-        let result = self.try_apply(writes);
-        if result.is_err() {
-            self.connection = None;
-        }
-        result.map_err(|source| RedisSinkError {
-            url: self.client.get_connection_info().addr().to_string(),
-            source,
-        })
+        self.jobs
+            .send(Job::Apply(writes))
+            .map_err(|_| self.writer_gone())
     }
 
-    fn try_apply(&mut self, writes: &[RedisWrite]) -> redis::RedisResult<()> {
+    /// Waits until everything queued is applied: `Err` with the first failure since the last
+    /// wait (the writes after a failure are skipped; the transaction is replayed).
+    pub fn wait(&self) -> Result<(), RedisSinkError> {
+        self.jobs
+            .send(Job::Barrier)
+            .map_err(|_| self.writer_gone())?;
+        match self.results.recv() {
+            Ok(result) => result.map_err(|source| RedisSinkError {
+                url: self.url.clone(),
+                source,
+            }),
+            Err(_) => Err(self.writer_gone()),
+        }
+    }
+
+    fn writer_gone(&self) -> RedisSinkError {
+        RedisSinkError {
+            url: self.url.clone(),
+            source: redis::RedisError::from(std::io::Error::other(
+                "the Redis writer thread stopped",
+            )),
+        }
+    }
+}
+
+struct Writer {
+    client: redis::Client,
+    connection: Option<redis::Connection>,
+}
+
+impl Writer {
+    fn new(client: redis::Client) -> Self {
+        Self {
+            client,
+            connection: None,
+        }
+    }
+
+    fn run(mut self, inbox: mpsc::Receiver<Job>, report: mpsc::Sender<redis::RedisResult<()>>) {
+        let mut failure = None;
+        while let Ok(job) = inbox.recv() {
+            match job {
+                Job::Apply(_) if failure.is_some() => {}
+                Job::Apply(writes) => {
+                    if let Err(err) = self.apply(&writes) {
+                        // Re-connect next time: the connection may be broken half-way.
+                        self.connection = None;
+                        failure = Some(err);
+                    }
+                }
+                Job::Barrier => {
+                    if report.send(failure.take().map_or(Ok(()), Err)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, writes: &[RedisWrite]) -> redis::RedisResult<()> {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => {
