@@ -61,6 +61,24 @@ impl Running {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// CPU seconds (user + system) the process has used (all its threads).
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // Fields 14 and 15 of /proc/PID/stat (utime, stime) after the command name, in the
+        // kernel's USER_HZ ticks (100 on Linux).
+        Ok((ticks(11) + ticks(12)) / 100.0)
+    }
 }
 
 impl Drop for Running {

@@ -52,23 +52,6 @@ fn volumes(class: &str, count: usize) -> String {
     docs.join("---\n")
 }
 
-/// CPU seconds (user + system) `pid` has used.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the command name.
-    Ok((ticks(11) + ticks(12)) / 100.0)
-}
-
 /// Peak and current resident set of `pid`, in MiB.
 fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -226,7 +209,7 @@ async fn main() -> anyhow::Result<()> {
             let elapsed = started.elapsed();
             operator.check_alive()?;
             let (peak, now) = rss_mib(operator.pid())?;
-            let cpu = cpu_seconds(operator.pid())?;
+            let cpu = operator.cpu_seconds()?;
             println!(
                 "operator: {JOBS} StreamJobs Running with Ready pods in {:.2}s (kubectl apply returned after {:.2}s, all StatefulSets created after {:.2}s); operator CPU {cpu:.2}s; operator RSS idle {idle_rss:.1} MiB, peak {peak:.1} MiB, after {now:.1} MiB",
                 elapsed.as_secs_f64(),

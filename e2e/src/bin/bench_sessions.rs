@@ -179,6 +179,37 @@ struct Ours {
     seconds: f64,
     first_record_seconds: f64,
     sessions: usize,
+    /// Where the time went, from the process's own metrics and /proc at the end.
+    breakdown: Breakdown,
+}
+
+#[derive(Default)]
+struct Breakdown {
+    cpu_seconds: f64,
+    processing_seconds: f64,
+    commit_seconds: f64,
+    commits: f64,
+    /// Seconds per commit phase (changelog, redis, offsets, kafka_commit).
+    phases: Vec<(&'static str, f64)>,
+}
+
+impl Breakdown {
+    fn read(metrics: &str, process: &Running) -> Self {
+        Self {
+            cpu_seconds: process.cpu_seconds().unwrap_or(f64::NAN),
+            processing_seconds: metric_sum(metrics, "trendstream_processing_seconds_sum", ""),
+            commit_seconds: metric_sum(metrics, "trendstream_commit_seconds_sum", ""),
+            commits: metric_sum(metrics, "trendstream_commit_seconds_count", ""),
+            phases: ["changelog", "redis", "offsets", "kafka_commit"]
+                .into_iter()
+                .map(|phase| {
+                    let label = format!("phase=\"{phase}\"");
+                    let sum = metric_sum(metrics, "trendstream_commit_phase_seconds_sum", &label);
+                    (phase, sum)
+                })
+                .collect(),
+        }
+    }
 }
 
 async fn run_ours(
@@ -229,6 +260,7 @@ async fn run_ours(
     let spawned = Instant::now();
     let mut process = Running::start(command, dir.join("session-aggregator.log"))?;
     let mut first_record = None;
+    let mut last_metrics = String::new();
     let offsets = GroupOffsets::new(&bootstrap, &name, &input, records)?;
     let done = loop {
         anyhow::ensure!(
@@ -243,11 +275,10 @@ async fn run_ours(
             .send()
             .await
         {
-            Ok(response) => metric_sum(
-                &response.text().await.unwrap_or_default(),
-                "trendstream_records_in_total",
-                &input,
-            ),
+            Ok(response) => {
+                last_metrics = response.text().await.unwrap_or_default();
+                metric_sum(&last_metrics, "trendstream_records_in_total", &input)
+            }
             Err(_) => 0.0,
         };
         if read > 0.0 && first_record.is_none() {
@@ -261,6 +292,7 @@ async fn run_ours(
         tokio::time::sleep(POLL).await;
     };
     let first_record = first_record.unwrap_or(done);
+    let breakdown = Breakdown::read(&last_metrics, &process);
     let sessions = read_committed(
         &bootstrap,
         &output,
@@ -274,6 +306,7 @@ async fn run_ours(
         seconds: done.as_secs_f64(),
         first_record_seconds: first_record.as_secs_f64(),
         sessions,
+        breakdown,
     })
 }
 
@@ -354,6 +387,22 @@ async fn main() -> anyhow::Result<()> {
         rate(events, ours.seconds - ours.first_record_seconds),
         ours.sessions
     );
+    let b = &ours.breakdown;
+    println!(
+        "trendstream: where the time went: {:.2}s CPU (all threads); {:.2}s processing records; \
+         {:.2}s in {:.0} commits ({:.1} ms each)",
+        b.cpu_seconds,
+        b.processing_seconds,
+        b.commit_seconds,
+        b.commits,
+        1000.0 * b.commit_seconds / b.commits.max(1.0)
+    );
+    let phases: Vec<String> = b
+        .phases
+        .iter()
+        .map(|(phase, seconds)| format!("{phase} {seconds:.2}s"))
+        .collect();
+    println!("trendstream: commit phases: {}", phases.join(", "));
 
     let flink = run_flink(&args)?;
     anyhow::ensure!(
