@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use trendstream_events::feature_store::DEFAULT_PREFIX;
 use trendstream_service::config::{CommonOptions, ServiceConfig};
+use trendstream_service::redis::RedisAuth;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -20,6 +21,9 @@ pub struct Config {
     /// Redis URL of the feature store (redis://host:port/db).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url)]
     pub redis_url: String,
+
+    #[command(flatten)]
+    pub redis_auth: RedisAuth,
 
     /// Prefix of every feature-store key (see trendstream_events::feature_store).
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = DEFAULT_PREFIX, value_parser = parse_prefix)]

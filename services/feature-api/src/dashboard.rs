@@ -134,7 +134,7 @@ mod tests {
     #[tokio::test]
     async fn one_poller_publishes_snapshots_and_stops_on_shutdown() {
         let store = Store::new(
-            "redis://127.0.0.1:1",
+            redis::Client::open("redis://127.0.0.1:1").expect("url"),
             trendstream_events::feature_store::KeySpace::default(),
             Duration::from_millis(100),
         )

@@ -47,6 +47,8 @@ fn main() -> ExitCode {
 enum ServeError {
     #[error("the Redis client cannot be created: {0}")]
     Store(#[from] feature_api::store::StoreError),
+    #[error(transparent)]
+    RedisSettings(#[from] trendstream_service::redis::RedisClientError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -58,7 +60,7 @@ enum ServeError {
 
 async fn serve(config: Config) -> Result<(), ServeError> {
     let store = Store::new(
-        &config.redis_url,
+        config.redis_auth.client(&config.redis_url)?,
         KeySpace::new(config.key_prefix.clone()),
         config.redis_timeout,
     )?;

@@ -197,7 +197,7 @@ mod tests {
     /// An app whose Redis is a closed port: everything that needs no Redis must still work.
     fn app_without_redis() -> Router {
         let store = Store::new(
-            "redis://127.0.0.1:1",
+            redis::Client::open("redis://127.0.0.1:1").expect("url"),
             KeySpace::default(),
             Duration::from_millis(200),
         )

@@ -48,9 +48,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store on `url`; no connection is made until the first call.
-    pub fn new(url: &str, keys: KeySpace, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
+    /// A store on `client`'s server; no connection is made until the first call.
+    pub fn new(
+        client: redis::Client,
+        keys: KeySpace,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

@@ -7,6 +7,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 use trendstream_service::duration;
+use trendstream_service::redis::RedisAuth;
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
     duration::parse(value).map_err(|err| err.to_string())
@@ -97,6 +98,9 @@ pub struct RuntimeOptions {
     /// Redis for idempotent sinks; none disables them.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    #[command(flatten)]
+    pub redis_auth: RedisAuth,
 
     /// Consumer session timeout: how long a silent replica keeps its partitions.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

@@ -33,24 +33,16 @@ pub struct RedisSinkError {
 }
 
 impl RedisSink {
-    /// Parses the URL and starts the writer thread; it connects on first use.
-    pub fn new(url: &str) -> Result<Self, RedisSinkError> {
-        let error = |source| RedisSinkError {
-            url: url.to_owned(),
-            source,
-        };
-        let client = redis::Client::open(url).map_err(error)?;
+    /// Starts the writer thread; it connects on first use.
+    pub fn new(client: redis::Client) -> std::io::Result<Self> {
+        // For errors: the address, never the password.
+        let url = client.get_connection_info().addr().to_string();
         let (jobs, inbox) = mpsc::channel();
         let (report, results) = mpsc::channel();
         std::thread::Builder::new()
             .name("redis-writer".into())
-            .spawn(move || Writer::new(client).run(inbox, report))
-            .map_err(|err| error(err.into()))?;
-        Ok(Self {
-            url: url.to_owned(),
-            jobs,
-            results,
-        })
+            .spawn(move || Writer::new(client).run(inbox, report))?;
+        Ok(Self { url, jobs, results })
     }
 
     /// Queues `writes` behind the ones queued before.

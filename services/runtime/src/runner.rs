@@ -152,9 +152,11 @@ pub fn run<P: Processor>(
     let redis = options
         .redis_url
         .as_deref()
-        .map(RedisSink::new)
-        .transpose()
-        .context("REDIS_URL")?;
+        .map(|url| {
+            let client = options.redis_auth.client(url)?;
+            RedisSink::new(client).context("starting the Redis writer")
+        })
+        .transpose()?;
     // The operator sets GCS_BUCKET="" when the job has no bucket.
     let gcs = options
         .gcs_bucket

@@ -7,4 +7,6 @@ pub mod config;
 pub mod duration;
 pub mod metrics_text;
 pub mod ops;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod telemetry;
