@@ -391,6 +391,11 @@ async fn invalid_stream_jobs_are_rejected_naming_the_field() -> anyhow::Result<(
             "spec.kafka.bootstrapServers",
         ),
         (
+            "Redis CA without TLS",
+            "  processor: fraud-detector\n  kafka: { bootstrapServers: k:9092 }\n  redis: { url: redis://r:6379, caSecretRef: { name: ca } }\n",
+            "spec.redis.caSecretRef",
+        ),
+        (
             "bad Workload Identity email",
             "  processor: fraud-detector\n  kafka: { bootstrapServers: k:9092 }\n  redis: { url: redis://r:6379 }\n  identity: { gcpServiceAccount: not-an-email }\n",
             "spec.identity.gcpServiceAccount",

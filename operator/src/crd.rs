@@ -341,8 +341,11 @@ pub struct IdentitySpec {
     pub gcp_service_account: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.caSecretRef) || self.url.startsWith('rediss://')")
+    .message("caSecretRef needs a rediss:// (TLS) url")
+    .field_path(".caSecretRef"))]
 pub struct RedisSpec {
     /// redis:// or rediss:// URL (without the password when a Secret provides it).
     #[schemars(regex(pattern = r"^rediss?://.+"))]
@@ -350,6 +353,10 @@ pub struct RedisSpec {
     /// Secret whose key `password` holds the Redis AUTH password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretRef>,
+    /// Secret whose key `ca.crt` holds the PEM CA certificate of a TLS server no public CA
+    /// signed (Memorystore's in-transit encryption: its `server_ca_certs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
 }
 
 /// Settings of the processors; each reads the ones that concern it.

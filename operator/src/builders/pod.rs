@@ -6,9 +6,9 @@ use super::{BuildError, Defaults};
 use crate::crd::{StreamJob, UpgradeMode};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
-    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource,
-    SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 pub const HTTP_PORT: i32 = 9090;
 pub const STATE_MOUNT: &str = "/var/lib/trendstream";
 const CONFIG_MOUNT: &str = "/etc/trendstream";
+/// Where the Redis CA Secret is mounted; its key `ca.crt` is the file the services read.
+const REDIS_CA_MOUNT: &str = "/etc/trendstream-redis-ca";
+const REDIS_CA_KEY: &str = "ca.crt";
 const FRAUD_RULES_KEY: &str = "fraud-rules.yaml";
 /// Pod-template annotation holding a hash of the ConfigMap, so a config change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "trendstream.io/config-hash";
@@ -181,6 +184,12 @@ fn environment(job: &StreamJob, namespace: &str, name: &str, partitions: i32) ->
                 ..EnvVar::default()
             });
         }
+        if redis.ca_secret_ref.is_some() {
+            vars.push(env(
+                "REDIS_CA_CERT_FILE",
+                format!("{REDIS_CA_MOUNT}/{REDIS_CA_KEY}"),
+            ));
+        }
     }
     vars
 }
@@ -251,6 +260,10 @@ pub(super) fn template(
     if spec.processor.is_stateful() {
         mounts.push(mount("state", STATE_MOUNT, false));
     }
+    let redis_ca = spec.redis.as_ref().and_then(|r| r.ca_secret_ref.as_ref());
+    if redis_ca.is_some() {
+        mounts.push(mount("redis-ca", REDIS_CA_MOUNT, true));
+    }
     let container = Container {
         name: spec.processor.name().to_owned(),
         image: Some(image),
@@ -288,7 +301,7 @@ pub(super) fn template(
         volume_mounts: Some(mounts),
         ..Container::default()
     };
-    let volumes = vec![
+    let mut volumes = vec![
         Volume {
             name: "tmp".into(),
             empty_dir: Some(Default::default()),
@@ -303,6 +316,21 @@ pub(super) fn template(
             ..Volume::default()
         },
     ];
+    if let Some(secret) = redis_ca {
+        volumes.push(Volume {
+            name: "redis-ca".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: REDIS_CA_KEY.into(),
+                    path: REDIS_CA_KEY.into(),
+                    ..KeyToPath::default()
+                }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     Ok(PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(meta.labels.clone()),

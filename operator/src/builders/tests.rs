@@ -312,3 +312,56 @@ fn a_job_without_uid_is_an_error_not_a_panic() {
         Err(BuildError::MissingMetadata("uid"))
     );
 }
+
+#[test]
+fn a_redis_ca_secret_is_mounted_and_named_to_the_service() {
+    let yaml = FRAUD.replace(
+        r#"redis: { url: "redis://redis:6379", passwordSecretRef: { name: redis-auth } }"#,
+        r#"redis: { url: "rediss://10.0.0.3:6378", passwordSecretRef: { name: redis-auth }, caSecretRef: { name: redis-ca } }"#,
+    );
+    let desired = desired(&job(&yaml), 12, None, &defaults()).unwrap();
+    let pod = pod_spec(&desired);
+    let container = &pod.containers[0];
+    let env: Vec<(&str, Option<&str>)> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    assert!(env.contains(&("REDIS_URL", Some("rediss://10.0.0.3:6378"))));
+    assert!(env.contains(&(
+        "REDIS_CA_CERT_FILE",
+        Some("/etc/trendstream-redis-ca/ca.crt")
+    )));
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "redis-ca")
+        .expect("a redis-ca volume");
+    let secret = volume.secret.as_ref().expect("from a Secret");
+    assert_eq!(secret.secret_name.as_deref(), Some("redis-ca"));
+    assert!(
+        container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "redis-ca"
+                && m.mount_path == "/etc/trendstream-redis-ca"
+                && m.read_only == Some(true))
+    );
+
+    // Without it: no volume, no variable.
+    let plain = desired_pod_env_names(FRAUD);
+    assert!(!plain.contains(&"REDIS_CA_CERT_FILE".to_owned()));
+}
+
+fn desired_pod_env_names(yaml: &str) -> Vec<String> {
+    let desired = desired(&job(yaml), 12, None, &defaults()).unwrap();
+    pod_spec(&desired).containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect()
+}
