@@ -29,6 +29,8 @@ pub struct Checkpointer {
     stores: Mutex<HashMap<i32, Arc<CheckpointStore>>>,
     runtime: Handle,
     uploading: Arc<Mutex<HashSet<i32>>>,
+    /// The running upload (and retention) of each partition, to stop it when the partition goes.
+    upload_tasks: Mutex<HashMap<i32, tokio::task::AbortHandle>>,
     metrics: Arc<RuntimeMetrics>,
 }
 
@@ -64,6 +66,7 @@ impl Checkpointer {
             stores: Mutex::default(),
             runtime,
             uploading: Arc::default(),
+            upload_tasks: Mutex::default(),
             metrics,
         })
     }
@@ -177,7 +180,7 @@ impl Checkpointer {
             let uploading = self.uploading.clone();
             let metrics = self.metrics.clone();
             let retained = self.retained;
-            self.runtime.spawn(async move {
+            let task = self.runtime.spawn(async move {
                 let outcome = match store.upload(&dir, metadata).await {
                     Ok(report) => {
                         metrics
@@ -207,6 +210,44 @@ impl Checkpointer {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&partition);
             });
+            self.upload_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(partition, task.abort_handle());
+        }
+    }
+
+    /// Before a partition goes to another replica: lets its running upload and retention finish
+    /// (at most `limit`, then stops them). The new owner uploads into the same GCS scope, and
+    /// this replica's retention would otherwise delete files the new owner has uploaded but not
+    /// yet named in a manifest. The rebalance completes only after this returns, so the two
+    /// never overlap.
+    pub fn settle(&self, partition: i32, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let running = || {
+            self.uploading
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&partition)
+        };
+        while running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let task = self
+            .upload_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&partition);
+        if running() {
+            tracing::warn!(
+                partition,
+                ?limit,
+                "checkpoint upload still running as the partition leaves; stopped (the new owner uploads its own)"
+            );
+            if let Some(task) = task {
+                task.abort();
+            }
+            self.finish(partition, "abandoned");
         }
     }
 

@@ -47,6 +47,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use trendstream_service::ops::Readiness;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a partition being revoked waits for its checkpoint upload to finish.
+const RELEASE_UPLOAD_WAIT: Duration = Duration::from_secs(30);
 /// Redis writes handed to the writer thread at a time while a transaction is open.
 const REDIS_BATCH: usize = 1024;
 
@@ -763,6 +765,8 @@ impl<P: Processor> Core<P> {
             if !kept.contains(&element.partition())
                 && self.tasks.remove(&element.partition()).is_some()
             {
+                self.checkpointer
+                    .settle(element.partition(), RELEASE_UPLOAD_WAIT);
                 tracing::info!(partition = element.partition(), "partition released");
                 self.metrics.watermark_delay_seconds.remove(&TaskLabels {
                     partition: element.partition(),
