@@ -478,3 +478,56 @@ impl OutputWithInput for Command {
         Ok((output.status, text))
     }
 }
+
+/// State is kept per partition number: inputs with different partition counts, or a changelog
+/// left from before the input was given more partitions, would put state where no task reads
+/// it. The replica refuses to start and says which topics differ.
+#[tokio::test(flavor = "multi_thread")]
+async fn topics_that_are_not_co_partitioned_are_refused_at_start() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+    let name = unique_name("copart");
+    let (narrow, wide) = (format!("{name}-a"), format!("{name}-b"));
+    create_topic(&bootstrap, &narrow, 2).await?;
+    create_topic(&bootstrap, &wide, 4).await?;
+    // A changelog made when the input had 2 partitions; the input now has 4.
+    let stale_group = format!("{name}-grown");
+    create_topic(&bootstrap, &format!("{stale_group}-counts-changelog"), 2).await?;
+
+    let binary = trendstream_e2e::process::workspace_binary("trendstream-example-counter")?;
+    let cases = [
+        (
+            &name,
+            format!("{narrow},{wide}"),
+            format!("{narrow}: 2, {wide}: 4"),
+        ),
+        (
+            &stale_group,
+            wide.clone(),
+            format!("{stale_group}-counts-changelog: 2"),
+        ),
+    ];
+    for (group, inputs, expected) in cases {
+        let output = Command::new(&binary)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+            .env("KAFKA_INPUT_TOPICS", &inputs)
+            .env("KAFKA_OUTPUT_TOPIC", format!("{name}-out"))
+            .env("KAFKA_CONSUMER_GROUP", group)
+            .env("POD_NAME", "copart-0")
+            .env(
+                "STATE_DIR",
+                std::env::temp_dir().join("trendstream-e2e").join(group),
+            )
+            .env("TRENDSTREAM_HTTP_ADDR", "127.0.0.1:0")
+            .env("NO_COLOR", "1")
+            .output()?;
+        let log = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{inputs}: started anyway");
+        assert!(
+            log.contains("not co-partitioned") && log.contains(&expected),
+            "{inputs}: expected the refusal to name {expected}:\n{log}"
+        );
+    }
+    Ok(())
+}

@@ -133,6 +133,8 @@ pub fn run<P: Processor>(
             &topics,
         ))
         .context("creating changelog, dead-letter and late topics")?;
+    let per_partition: Vec<String> = changelogs.iter().chain(&internal).cloned().collect();
+    check_state_topics(&options, &per_partition, partitions)?;
 
     let producer: BaseProducer<DeliveryTracker> = ClientConfig::new()
         .set("bootstrap.servers", &options.bootstrap_servers)
@@ -344,12 +346,18 @@ fn shutdown<P: Processor>(consumer: &BaseConsumer<RebalanceHandler<P>>, core: &M
     consumer.unsubscribe();
 }
 
-fn input_partitions(options: &RuntimeOptions) -> anyhow::Result<i32> {
-    let probe: BaseConsumer = ClientConfig::new()
+fn metadata_client(options: &RuntimeOptions) -> anyhow::Result<BaseConsumer> {
+    ClientConfig::new()
         .set("bootstrap.servers", &options.bootstrap_servers)
         .create()
-        .context("creating a metadata client")?;
-    let mut max = 0;
+        .context("creating a metadata client")
+}
+
+/// The partition count every input topic shares: state is kept per partition number, so all
+/// inputs must be co-partitioned (same count, same key → same partition number).
+fn input_partitions(options: &RuntimeOptions) -> anyhow::Result<i32> {
+    let probe = metadata_client(options)?;
+    let mut counts = Vec::new();
     for topic in &options.input_topics {
         let count = changelog::partition_count(&probe, topic)?;
         if count == 0 {
@@ -358,9 +366,57 @@ fn input_partitions(options: &RuntimeOptions) -> anyhow::Result<i32> {
                 options.bootstrap_servers
             );
         }
-        max = max.max(count);
+        counts.push((topic.clone(), count));
     }
-    Ok(max)
+    co_partitioned(&counts).map_err(|message| anyhow::anyhow!("KAFKA_INPUT_TOPICS: {message}"))
+}
+
+/// Topics the runtime keeps per input partition (changelogs, internal topics) that already
+/// existed with another partition count — after the input topics were given more partitions,
+/// say — would put state where no task reads it: refuse to start instead.
+fn check_state_topics(
+    options: &RuntimeOptions,
+    topics: &[String],
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let probe = metadata_client(options)?;
+    let mut counts = vec![("the input topics".to_owned(), partitions)];
+    for topic in topics {
+        // A topic created a moment ago may not be in the metadata yet.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let count = loop {
+            let count = changelog::partition_count(&probe, topic)?;
+            if count > 0 || Instant::now() >= deadline {
+                break count;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        counts.push((topic.clone(), count));
+    }
+    co_partitioned(&counts).map(|_| ()).map_err(|message| {
+        anyhow::anyhow!(
+            "{message}; recreate the job's changelog and internal topics with {partitions} \
+             partitions (or use a new consumer group)"
+        )
+    })
+}
+
+/// The shared partition count of `counts` (topic, partitions), or what differs.
+fn co_partitioned(counts: &[(String, i32)]) -> Result<i32, String> {
+    let Some((_, first)) = counts.first() else {
+        return Err("no input topics".into());
+    };
+    if counts.iter().all(|(_, count)| count == first) {
+        return Ok(*first);
+    }
+    let listed: Vec<String> = counts
+        .iter()
+        .map(|(topic, count)| format!("{topic}: {count}"))
+        .collect();
+    Err(format!(
+        "topics are not co-partitioned (partition counts {})",
+        listed.join(", ")
+    ))
 }
 
 async fn wait_for_signal() {
@@ -383,5 +439,25 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::co_partitioned;
+
+    #[test]
+    fn co_partitioning_needs_one_partition_count() {
+        let topics = |counts: &[(&str, i32)]| -> Vec<(String, i32)> {
+            counts.iter().map(|(t, c)| ((*t).to_owned(), *c)).collect()
+        };
+        assert_eq!(co_partitioned(&topics(&[("orders", 6)])), Ok(6));
+        assert_eq!(
+            co_partitioned(&topics(&[("orders", 6), ("clickstream", 6)])),
+            Ok(6)
+        );
+        let err = co_partitioned(&topics(&[("orders", 6), ("clickstream", 12)])).unwrap_err();
+        assert!(err.contains("orders: 6, clickstream: 12"), "{err}");
+        assert!(co_partitioned(&[]).is_err());
     }
 }
