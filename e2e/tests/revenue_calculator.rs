@@ -260,3 +260,53 @@ async fn two_replicas_emit_each_window_once_and_exactly_the_oracles_totals() -> 
     assert_eq!(dead.len(), want.dead);
     Ok(())
 }
+
+/// Retention of the Redis revenue series: the trim removes old windows from the index and the
+/// hash together (one Lua script on the real Redis), keeps the rest, and is idempotent.
+#[tokio::test]
+async fn the_retention_trim_removes_old_windows_from_both_keys() -> anyhow::Result<()> {
+    use trendstream_e2e::feature_api::apply;
+    use trendstream_events::feature_store::{trim_revenue_before, write_revenue_window};
+    use trendstream_events::{Currency, Money, RevenueWindow};
+
+    let env = TestEnv::load()?;
+    let keys = KeySpace::new(unique_name("trim").replace('-', "_"));
+    let client = redis::Client::open(env.get("REDIS_URL")?)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut writes = Vec::new();
+    for start in [0_i64, 60_000, 120_000, 180_000] {
+        let window = RevenueWindow::new(
+            start,
+            start + 60_000,
+            Currency::TRY,
+            Money::ZERO,
+            0,
+            BTreeMap::new(),
+        );
+        writes.extend(write_revenue_window(&keys, &window)?);
+    }
+    apply(&mut conn, &writes).await?;
+    for _ in 0..2 {
+        apply(&mut conn, &[trim_revenue_before(&keys, 120_000)]).await?;
+        let fields: Vec<String> = redis::cmd("HKEYS")
+            .arg(keys.revenue_windows())
+            .query_async(&mut conn)
+            .await?;
+        let mut fields = fields;
+        fields.sort();
+        let index: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys.revenue_index())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        assert_eq!(fields, ["120000", "180000"]);
+        assert_eq!(index, ["120000", "180000"]);
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(keys.revenue_windows())
+        .arg(keys.revenue_index())
+        .query_async(&mut conn)
+        .await?;
+    Ok(())
+}

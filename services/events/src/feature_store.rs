@@ -151,7 +151,13 @@ pub enum WriteOp {
     /// `ZREMRANGEBYRANK key 0 -(keep+1)`: keeps the `keep` highest-scored members.
     ZKeepNewest { key: String, keep: usize },
     /// `ZREMRANGEBYSCORE key -inf (before`: removes members scored below `before`.
-    ZRemoveBefore { key: String, before: i64 },
+    /// Removes the members of sorted set `index` scored below `before` and the fields of the
+    /// same names from hash `hash`, atomically (one Lua script): an index and the hash it lists.
+    TrimIndexedBefore {
+        index: String,
+        hash: String,
+        before: i64,
+    },
     /// `HSET key field value`
     HSet {
         key: String,
@@ -191,11 +197,17 @@ impl WriteOp {
                 "0".into(),
                 format!("-{}", keep.saturating_add(1)),
             ],
-            WriteOp::ZRemoveBefore { key, before } => vec![
-                "ZREMRANGEBYSCORE".into(),
-                key.clone(),
-                "-inf".into(),
-                format!("({before}"),
+            WriteOp::TrimIndexedBefore {
+                index,
+                hash,
+                before,
+            } => vec![
+                "EVAL".into(),
+                TRIM_INDEXED_BEFORE_LUA.into(),
+                "2".into(),
+                index.clone(),
+                hash.clone(),
+                before.to_string(),
             ],
             WriteOp::HSet { key, field, value } => {
                 vec!["HSET".into(), key.clone(), field.clone(), value.clone()]
@@ -328,16 +340,26 @@ pub fn write_revenue_window(
     ])
 }
 
-/// Removes the index entries of windows that start before `before` (event-time ms). The writer
-/// first reads those members (`ZRANGEBYSCORE index -inf (before`) and `HDEL`s them from
-/// `{p}:revenue:windows`; readers never look up a field the index does not list, so a crash
-/// between the two leaves only unreachable hash fields, removed by the next trim.
+/// Removes the windows that start before `before` (event-time ms) from the index and the hash,
+/// in one script, so the two never disagree. Idempotent: a replay removes nothing more.
 pub fn trim_revenue_before(keys: &KeySpace, before: i64) -> WriteOp {
-    WriteOp::ZRemoveBefore {
-        key: keys.revenue_index(),
+    WriteOp::TrimIndexedBefore {
+        index: keys.revenue_index(),
+        hash: keys.revenue_windows(),
         before,
     }
 }
+
+/// KEYS[1] = index (sorted set), KEYS[2] = hash, ARGV[1] = exclusive upper score bound.
+/// HDEL in slices: Lua's unpack has a stack limit.
+const TRIM_INDEXED_BEFORE_LUA: &str = "\
+local bound = '(' .. ARGV[1]
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', bound)
+for i = 1, #members, 1000 do
+  redis.call('HDEL', KEYS[2], unpack(members, i, math.min(i + 999, #members)))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', bound)
+return #members";
 
 #[cfg(test)]
 mod tests {
@@ -438,9 +460,11 @@ mod tests {
         let ops = write_revenue_window(&keys, &w).unwrap();
         assert_eq!(ops[0].args()[..3], ["HSET", "p:revenue:windows", "60000"]);
         assert_eq!(ops[1].args(), ["ZADD", "p:revenue:index", "60000", "60000"]);
+        let trim = trim_revenue_before(&keys, 5).args();
+        assert_eq!(trim[0], "EVAL");
         assert_eq!(
-            trim_revenue_before(&keys, 5).args(),
-            ["ZREMRANGEBYSCORE", "p:revenue:index", "-inf", "(5"]
+            trim[2..],
+            ["2", "p:revenue:index", "p:revenue:windows", "5"]
         );
         let session = SessionSummary {
             session_id: SessionSummary::deterministic_id("u1", 10),

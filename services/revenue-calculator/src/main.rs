@@ -19,7 +19,9 @@ use aggregate::{Totals, complete_windows};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use trendstream_events::feature_store::{KeySpace, write_revenue_window};
+use trendstream_events::feature_store::{
+    KeySpace, REVENUE_RETENTION_MS, trim_revenue_before, write_revenue_window,
+};
 use trendstream_events::{Currency, OrderEvent, decode_order};
 use trendstream_runtime::window::{Lateness, TumblingWindows, lateness};
 use trendstream_runtime::{Context, ProcessError, Processor, Record, RuntimeOptions, Timer};
@@ -195,6 +197,14 @@ impl RevenueCalculator {
             {
                 ctx.redis(op);
             }
+        }
+        // Retention in event time: windows more than REVENUE_RETENTION_MS older than the newest
+        // one emitted leave Redis (the topic keeps its own retention).
+        if let Some(newest) = done.iter().map(|(start, _)| *start).max() {
+            ctx.redis(trim_revenue_before(
+                &self.keys,
+                newest.saturating_sub(REVENUE_RETENTION_MS),
+            ));
         }
         pending.retain(|s| !done.iter().any(|(start, _)| start == s));
         ctx.put(MERGE, PENDING_KEY, &pending)?;
