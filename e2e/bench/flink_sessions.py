@@ -13,6 +13,12 @@ mode, parallelism 1) over the clickstream records of a loadgen event file.
    (planning, the local MiniCluster's start-up) to its end; Flink's own net runtime is printed
    beside it.
 
+With --kafka-bootstrap (the "same work" run) the job reads the clicks from the Kafka topic
+session-aggregator read (bounded at its end offsets, JSON values), keeps its state in RocksDB
+with an exactly-once checkpoint every --checkpoint-interval-ms (as session-aggregator commits
+every 100 ms) and writes the sessions to a Kafka topic with exactly-once transactions: the
+durable work session-aggregator does, minus its Redis writes.
+
 The last stdout line is one JSON object with the figures, for the harness (bench_sessions.rs).
 
 Semantics are those of the docs/processors.md session rules where it matters for the work done
@@ -67,6 +73,38 @@ CREATE TABLE clicks (
 )
 """
 
+KAFKA_SOURCE = """
+CREATE TABLE clicks (
+  user_id STRING,
+  event_type STRING,
+  category STRING,
+  device STRING,
+  ts BIGINT,
+  rt AS TO_TIMESTAMP_LTZ(ts, 3),
+  WATERMARK FOR rt AS rt - INTERVAL '{ooo}' SECOND
+) WITH (
+  'connector' = 'kafka',
+  'topic' = {topic},
+  'properties.bootstrap.servers' = {bootstrap},
+  'properties.group.id' = {group},
+  'properties.isolation.level' = 'read_committed',
+  'scan.startup.mode' = 'earliest-offset',
+  'scan.bounded.mode' = 'latest-offset',
+  'format' = 'json',
+  'json.ignore-parse-errors' = 'true'
+)
+"""
+
+KAFKA_SINK_OPTIONS = """
+  'connector' = 'kafka',
+  'topic' = {topic},
+  'properties.bootstrap.servers' = {bootstrap},
+  'properties.transaction.timeout.ms' = '60000',
+  'sink.delivery-guarantee' = 'exactly-once',
+  'sink.transactional-id-prefix' = {prefix},
+  'format' = 'json'
+"""
+
 SINK = """
 CREATE TABLE sessions (
   user_id STRING,
@@ -81,7 +119,7 @@ CREATE TABLE sessions (
   cart_removes BIGINT,
   checkouts BIGINT,
   categories STRING
-) WITH ('connector' = '{connector}')
+) WITH ({options})
 """
 
 QUERY = """
@@ -108,6 +146,12 @@ def main() -> None:
     parser.add_argument("--topic", default="clickstream")
     parser.add_argument("--gap-minutes", type=int, default=30)
     parser.add_argument("--out-of-orderness-seconds", type=int, default=30)
+    parser.add_argument("--kafka-bootstrap", help="read from and write to Kafka (the same-work run)")
+    parser.add_argument("--kafka-topic", help="the clicks topic (with --kafka-bootstrap)")
+    parser.add_argument("--kafka-output-topic", help="the sessions topic (with --kafka-bootstrap)")
+    parser.add_argument("--kafka-connector-jar", type=Path,
+                        help="flink-sql-connector-kafka jar (with --kafka-bootstrap)")
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=100)
     parser.add_argument("--count-sessions", action="store_true",
                         help="after the timed job, count the sessions in a second, untimed job")
     args = parser.parse_args()
@@ -129,11 +173,26 @@ def main() -> None:
     config.set("parallelism.default", "1")
     config.set("table.exec.resource.default-parallelism", "1")
     config.set("pipeline.name", "bench-sessions")
+    if args.kafka_bootstrap:
+        config.set("pipeline.jars", args.kafka_connector_jar.resolve().as_uri())
+        config.set("state.backend.type", "rocksdb")
+        config.set("execution.checkpointing.interval", f"{args.checkpoint_interval_ms} ms")
+        config.set("execution.checkpointing.mode", "EXACTLY_ONCE")
+        config.set("execution.checkpointing.dir", (args.work_dir / "checkpoints").resolve().as_uri())
     jvm_seconds = time.monotonic() - jvm_started
     print(f"flink: JVM and TableEnvironment up in {jvm_seconds:.2f}s", flush=True)
 
-    t_env.execute_sql(SOURCE.format(path=sql_str(str(clicks)), ooo=args.out_of_orderness_seconds))
-    t_env.execute_sql(SINK.format(connector="blackhole"))
+    if args.kafka_bootstrap:
+        t_env.execute_sql(KAFKA_SOURCE.format(
+            topic=sql_str(args.kafka_topic), bootstrap=sql_str(args.kafka_bootstrap),
+            group=sql_str(args.kafka_topic + "-flink"), ooo=args.out_of_orderness_seconds))
+        t_env.execute_sql(SINK.format(options=KAFKA_SINK_OPTIONS.format(
+            topic=sql_str(args.kafka_output_topic), bootstrap=sql_str(args.kafka_bootstrap),
+            prefix=sql_str(args.kafka_output_topic))))
+    else:
+        t_env.execute_sql(SOURCE.format(path=sql_str(str(clicks)),
+                                        ooo=args.out_of_orderness_seconds))
+        t_env.execute_sql(SINK.format(options="'connector' = 'blackhole'"))
     query = QUERY.format(gap=args.gap_minutes)
 
     job_started = time.monotonic()

@@ -42,6 +42,8 @@ struct Args {
     flink_python: PathBuf,
     flink_script: PathBuf,
     work_dir: PathBuf,
+    /// flink-sql-connector-kafka: when given, also the same-work run (Kafka in and out).
+    kafka_connector_jar: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -60,7 +62,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut take = |name: &str| {
         values.remove(name).map(PathBuf::from).ok_or_else(|| {
             anyhow::anyhow!(
-                "usage: bench-sessions --events-file PATH --flink-python PATH --flink-script PATH --work-dir DIR (missing --{name})"
+                "usage: bench-sessions --events-file PATH --flink-python PATH --flink-script PATH --work-dir DIR [--kafka-connector-jar JAR] (missing --{name})"
             )
         })
     };
@@ -69,6 +71,7 @@ fn parse_args() -> anyhow::Result<Args> {
         flink_python: take("flink-python")?,
         flink_script: take("flink-script")?,
         work_dir: take("work-dir")?,
+        kafka_connector_jar: take("kafka-connector-jar").ok(),
     };
     anyhow::ensure!(values.is_empty(), "unknown flags: {:?}", values.keys());
     Ok(parsed)
@@ -176,6 +179,8 @@ impl GroupOffsets {
 }
 
 struct Ours {
+    /// The topic session-aggregator read, for Flink's same-work run.
+    input: String,
     seconds: f64,
     first_record_seconds: f64,
     sessions: usize,
@@ -303,6 +308,7 @@ async fn run_ours(
     .len();
     process.terminate(Duration::from_secs(10))?;
     Ok(Ours {
+        input,
         seconds: done.as_secs_f64(),
         first_record_seconds: first_record.as_secs_f64(),
         sessions,
@@ -320,18 +326,43 @@ struct Flink {
     flink_version: String,
 }
 
-fn run_flink(args: &Args) -> anyhow::Result<Flink> {
+/// Flink's same-work run: from the Kafka topic session-aggregator read, to a Kafka topic.
+struct FlinkKafka<'a> {
+    bootstrap: &'a str,
+    input: &'a str,
+    output: &'a str,
+    jar: &'a std::path::Path,
+}
+
+fn run_flink(args: &Args, kafka: Option<&FlinkKafka<'_>>) -> anyhow::Result<Flink> {
+    let run = if kafka.is_some() {
+        "flink-kafka"
+    } else {
+        "flink"
+    };
     let mut command = Command::new(&args.flink_python);
     command
         .arg(&args.flink_script)
         .arg("--events-file")
         .arg(&args.events_file)
         .arg("--work-dir")
-        .arg(args.work_dir.join("flink"))
-        .arg("--count-sessions")
+        .arg(args.work_dir.join(run))
         .stderr(std::fs::File::create(
-            args.work_dir.join("flink.stderr.log"),
+            args.work_dir.join(format!("{run}.stderr.log")),
         )?);
+    match kafka {
+        Some(kafka) => {
+            command
+                .args(["--kafka-bootstrap", kafka.bootstrap])
+                .args(["--kafka-topic", kafka.input])
+                .args(["--kafka-output-topic", kafka.output])
+                .arg("--kafka-connector-jar")
+                .arg(kafka.jar);
+        }
+        None => {
+            command.arg("--count-sessions");
+        }
+    }
     let output = command
         .output()
         .with_context(|| format!("running {command:?}"))?;
@@ -343,7 +374,7 @@ fn run_flink(args: &Args) -> anyhow::Result<Flink> {
         output.status.success(),
         "the Flink job failed ({}); see {}",
         output.status,
-        args.work_dir.join("flink.stderr.log").display()
+        args.work_dir.join(format!("{run}.stderr.log")).display()
     );
     let last = stdout
         .lines()
@@ -404,7 +435,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     println!("trendstream: commit phases: {}", phases.join(", "));
 
-    let flink = run_flink(&args)?;
+    let flink = run_flink(&args, None)?;
     anyhow::ensure!(
         flink.events == events,
         "Flink read {} events, TrendStream {events}",
@@ -447,6 +478,68 @@ async fn main() -> anyhow::Result<()> {
         } else {
             "NOT met"
         }
+    );
+    if let Some(jar) = &args.kafka_connector_jar {
+        same_work(&env, &args, jar, &ours, events).await?;
+    }
+    Ok(())
+}
+
+/// Flink doing session-aggregator's durable work: the same Kafka topic in, RocksDB state,
+/// exactly-once checkpoints every 100 ms (session-aggregator's commit interval), sessions to a
+/// Kafka topic in transactions. Only session-aggregator's Redis writes have no counterpart.
+async fn same_work(
+    env: &TestEnv,
+    args: &Args,
+    jar: &std::path::Path,
+    ours: &Ours,
+    events: usize,
+) -> anyhow::Result<()> {
+    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+    let output = format!("{}-flink-sessions", ours.input);
+    create_topic(&bootstrap, &output, 1).await?;
+    println!();
+    println!("same work: Flink reads {} and writes {output}", ours.input);
+    let flink = run_flink(
+        args,
+        Some(&FlinkKafka {
+            bootstrap: &bootstrap,
+            input: &ours.input,
+            output: &output,
+            jar,
+        }),
+    )?;
+    let sessions = read_committed(
+        &bootstrap,
+        &output,
+        1,
+        Duration::from_secs(5),
+        Duration::from_secs(120),
+    )?
+    .len();
+    let ours_rate = rate(events, ours.seconds);
+    let net = flink.net_runtime_seconds.unwrap_or(flink.job_seconds);
+    let flink_rate = rate(events, net);
+    println!("load average at end: {}", load_average());
+    println!();
+    println!(
+        "same work (Kafka in and out, RocksDB state, exactly-once every 100 ms), {events} click events"
+    );
+    println!(
+        "  TrendStream session-aggregator (spawn to last commit):  {ours_rate:>10.0} events/s ({:.2}s)",
+        ours.seconds
+    );
+    println!(
+        "  Flink {} SQL SESSION window, Kafka to Kafka, net runtime: {flink_rate:>8.0} events/s ({net:.2}s; submit-to-end {:.2}s)",
+        flink.flink_version, flink.job_seconds
+    );
+    println!(
+        "  sessions: TrendStream {}, Flink {sessions} (committed)",
+        ours.sessions
+    );
+    println!(
+        "  ratio (ours / Flink net runtime): {:.1}x",
+        ours_rate / flink_rate
     );
     Ok(())
 }
