@@ -71,6 +71,27 @@ pub enum EngineError {
     Redis(#[from] crate::redis_sink::RedisSinkError),
     #[error("offsets to commit but no consumer group metadata yet")]
     NoGroupMetadata,
+    #[error("the Kafka commit thread: {0}")]
+    CommitThread(String),
+}
+
+/// A transaction whose Kafka commit runs on a thread of its own while processing goes on
+/// (into the next transaction: state in a fresh overlay, records held in [`Deferred`]).
+struct InFlight {
+    commit: std::thread::JoinHandle<rdkafka::error::KafkaResult<()>>,
+    /// The input positions this transaction commits.
+    positions: HashMap<(String, i32), i64>,
+    started: Instant,
+    kafka_started: Instant,
+}
+
+/// A record made while a commit is in flight, sent once the next transaction begins.
+struct Deferred {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: Option<OwnedHeaders>,
 }
 
 fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> EngineError {
@@ -153,7 +174,9 @@ pub struct Core<P: Processor> {
     dlq_topic: String,
     /// Changelog topic per store index (the processor's stores, then the runtime's).
     changelogs: Vec<String>,
-    producer: BaseProducer<DeliveryTracker>,
+    producer: Arc<BaseProducer<DeliveryTracker>>,
+    inflight: Option<InFlight>,
+    deferred: std::cell::RefCell<Vec<Deferred>>,
     tasks: BTreeMap<i32, PartitionState>,
     /// Next offset to read per input (topic, partition), as processed.
     positions: HashMap<(String, i32), i64>,
@@ -192,7 +215,9 @@ impl<P: Processor> Core<P> {
             processor,
             dlq_topic,
             changelogs,
-            producer,
+            producer: Arc::new(producer),
+            inflight: None,
+            deferred: std::cell::RefCell::default(),
             tasks: BTreeMap::new(),
             positions: HashMap::new(),
             committed: HashMap::new(),
@@ -231,8 +256,10 @@ impl<P: Processor> Core<P> {
         }
     }
 
+    /// Begins a transaction unless one is open — or committing, in which case what is made
+    /// now waits in [`Deferred`] for the next one.
     fn ensure_transaction(&mut self) -> Result<(), EngineError> {
-        if !self.txn_open {
+        if !self.txn_open && self.inflight.is_none() {
             self.producer
                 .begin_transaction()
                 .map_err(|err| self.fatal_or("begin transaction", err))?;
@@ -251,6 +278,16 @@ impl<P: Processor> Core<P> {
         payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), EngineError> {
+        if self.inflight.is_some() {
+            self.deferred.borrow_mut().push(Deferred {
+                topic: topic.to_owned(),
+                partition,
+                key: key.map(<[u8]>::to_vec),
+                payload: payload.map(<[u8]>::to_vec),
+                headers,
+            });
+            return Ok(());
+        }
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         if let Some(partition) = partition {
             record = record.partition(partition);
@@ -532,29 +569,57 @@ impl<P: Processor> Core<P> {
 
     pub fn commit_due(&self) -> bool {
         self.txn_open
+            && self.inflight.is_none()
             && (self.uncommitted >= self.options.commit_max_records
                 || self.txn_started.elapsed() >= self.options.commit_interval)
     }
 
-    /// Commits the open transaction (changelogs, Redis, offsets). `Ok(false)` when it had to be
-    /// aborted (the caller rewinds); an error is fatal for this replica.
+    pub fn commit_in_flight(&self) -> bool {
+        self.inflight.is_some()
+    }
+
+    /// True when the next transaction is already full while the previous one still commits:
+    /// the loop then waits for the commit instead of reading on.
+    pub fn commit_backlogged(&self) -> bool {
+        self.inflight.is_some() && self.uncommitted >= self.options.commit_max_records
+    }
+
+    /// Commits synchronously: the transaction in flight, then the open one (rebalances,
+    /// shutdown). `Ok(false)` when one had to be aborted (the caller rewinds); an error is
+    /// fatal for this replica.
     pub fn commit(&mut self, group: Option<&ConsumerGroupMetadata>) -> Result<bool, EngineError> {
-        if !self.txn_open {
+        if self.finish_commit(true)? == Some(false) || !self.start_commit(group)? {
+            return Ok(false);
+        }
+        Ok(self.finish_commit(true)?.unwrap_or(true))
+    }
+
+    /// Starts committing the open transaction: its changelog records, Redis writes and input
+    /// offsets go out here; Kafka's commit (the broker round trips) runs on a thread while the
+    /// loop processes on. `Ok(false)` when it had to be aborted.
+    pub fn start_commit(
+        &mut self,
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<bool, EngineError> {
+        if !self.txn_open || self.inflight.is_some() {
             return Ok(true);
         }
         let started = Instant::now();
-        match self.try_commit(group) {
+        match self.prepare_commit(group) {
             Ok(()) => {
-                self.metrics
-                    .transactions
-                    .get_or_create(&OutcomeLabels {
-                        outcome: "committed",
-                    })
-                    .inc();
-                self.metrics
-                    .commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                self.after_commit()?;
+                let producer = self.producer.clone();
+                let commit = std::thread::Builder::new()
+                    .name("kafka-commit".into())
+                    .spawn(move || producer.commit_transaction(TXN_TIMEOUT))
+                    .map_err(|err| EngineError::CommitThread(err.to_string()))?;
+                self.inflight = Some(InFlight {
+                    commit,
+                    positions: self.positions.clone(),
+                    started,
+                    kafka_started: Instant::now(),
+                });
+                self.txn_open = false;
+                self.uncommitted = 0;
                 Ok(true)
             }
             Err(err @ EngineError::Fenced(_)) => Err(err),
@@ -566,7 +631,54 @@ impl<P: Processor> Core<P> {
         }
     }
 
-    fn try_commit(&mut self, group: Option<&ConsumerGroupMetadata>) -> Result<(), EngineError> {
+    /// Completes the commit in flight: `Ok(None)` while it runs (only when not `wait`),
+    /// `Ok(Some(true))` committed (or nothing was in flight), `Ok(Some(false))` aborted.
+    pub fn finish_commit(&mut self, wait: bool) -> Result<Option<bool>, EngineError> {
+        let Some(inflight) = self.inflight.take() else {
+            return Ok(Some(true));
+        };
+        if !wait && !inflight.commit.is_finished() {
+            self.inflight = Some(inflight);
+            return Ok(None);
+        }
+        let result = inflight
+            .commit
+            .join()
+            .map_err(|_| EngineError::CommitThread("panicked".into()))?;
+        self.metrics
+            .commit_phase_seconds
+            .get_or_create(&PhaseLabels {
+                phase: "kafka_commit",
+            })
+            .observe(inflight.kafka_started.elapsed().as_secs_f64());
+        match result.map_err(|err| self.fatal_or("commit transaction", err)) {
+            Ok(()) => {
+                self.metrics
+                    .transactions
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "committed",
+                    })
+                    .inc();
+                self.metrics
+                    .commit_seconds
+                    .observe(inflight.started.elapsed().as_secs_f64());
+                self.after_commit(&inflight.positions)?;
+                self.checkpoint_if_due(false);
+                self.resume_transaction()?;
+                Ok(Some(true))
+            }
+            Err(err @ EngineError::Fenced(_)) => Err(err),
+            Err(err) => {
+                tracing::warn!(error = %err, "transaction failed; aborting and rewinding");
+                self.abort()?;
+                Ok(Some(false))
+            }
+        }
+    }
+
+    /// Changelog records, Redis writes and offsets of the open transaction; then its writes
+    /// are frozen (see [`PartitionState::freeze`]).
+    fn prepare_commit(&mut self, group: Option<&ConsumerGroupMetadata>) -> Result<(), EngineError> {
         let mut phase = PhaseClock::new(&self.metrics);
         for state in self.tasks.values() {
             for (store, key, value) in state.changes() {
@@ -578,6 +690,9 @@ impl<P: Processor> Core<P> {
                     None,
                 )?;
             }
+        }
+        for state in self.tasks.values_mut() {
+            state.freeze();
         }
         phase.done("changelog");
         if let Some(redis) = &self.redis
@@ -610,18 +725,14 @@ impl<P: Processor> Core<P> {
                 .map_err(|err| self.fatal_or("send offsets to transaction", err))?;
         }
         phase.done("offsets");
-        self.producer
-            .commit_transaction(TXN_TIMEOUT)
-            .map_err(|err| self.fatal_or("commit transaction", err))?;
-        phase.done("kafka_commit");
         Ok(())
     }
 
-    fn after_commit(&mut self) -> Result<(), EngineError> {
+    fn after_commit(&mut self, positions: &HashMap<(String, i32), i64>) -> Result<(), EngineError> {
         self.producer.poll(Duration::ZERO);
         let delivered = self.producer.context().take();
         for state in self.tasks.values_mut() {
-            let positions: Vec<(usize, i64)> = self
+            let reached: Vec<(usize, i64)> = self
                 .changelogs
                 .iter()
                 .enumerate()
@@ -631,14 +742,11 @@ impl<P: Processor> Core<P> {
                         .map(|offset| (index, offset + 1))
                 })
                 .collect();
-            state.apply(&positions)?;
+            state.apply(&reached)?;
         }
-        for (key, next) in &self.positions {
+        for (key, next) in positions {
             self.committed.insert(key.clone(), Some(*next));
         }
-        self.redis_pending.clear();
-        self.txn_open = false;
-        self.uncommitted = 0;
         if self.redis.is_some()
             && self
                 .readiness
@@ -646,6 +754,30 @@ impl<P: Processor> Core<P> {
                 .is_some_and(|r| r.starts_with("redis"))
         {
             self.mark_ready();
+        }
+        Ok(())
+    }
+
+    /// After a commit: begins the next transaction if anything was made meanwhile, and sends
+    /// what waited for it.
+    fn resume_transaction(&mut self) -> Result<(), EngineError> {
+        let deferred = std::mem::take(self.deferred.get_mut());
+        let pending = !deferred.is_empty()
+            || self.uncommitted > 0
+            || !self.redis_pending.is_empty()
+            || self.tasks.values().any(PartitionState::has_changes);
+        if !pending {
+            return Ok(());
+        }
+        self.ensure_transaction()?;
+        for record in deferred {
+            self.send(
+                &record.topic,
+                record.partition,
+                record.key.as_deref(),
+                record.payload.as_deref(),
+                record.headers,
+            )?;
         }
         Ok(())
     }
@@ -662,6 +794,7 @@ impl<P: Processor> Core<P> {
         for state in self.tasks.values_mut() {
             state.discard()?;
         }
+        self.deferred.get_mut().clear();
         // Batches already handed over finish before the replay writes the same values again.
         if let Some(redis) = &self.redis
             && let Err(err) = redis.wait()
@@ -701,6 +834,9 @@ impl<P: Processor> Core<P> {
         consumer: &BaseConsumer<impl ConsumerContext>,
         assigned: &TopicPartitionList,
     ) -> Result<(), EngineError> {
+        // Our own commit in flight ends first: nothing of it may be in doubt while the new
+        // partitions' offsets are read and their changelogs replayed.
+        self.finish_commit(true)?;
         self.readiness
             .set_not_ready("restoring state of assigned partitions");
         // Waits for any transaction of the previous owner to finish (read_committed asks the

@@ -299,11 +299,14 @@ fn process<P: Processor>(
             core.advance_idle()?;
             last_idle_check = Instant::now();
         }
-        if core.commit_due() {
+        // Kafka's commit runs on a thread while records are processed into the next
+        // transaction; completing it checkpoints when due and begins the next one.
+        if core.commit_in_flight() {
+            let wait = core.commit_backlogged();
+            core.finish_commit(wait)?;
+        } else if core.commit_due() {
             let group = consumer.group_metadata();
-            if core.commit(group.as_ref())? {
-                core.checkpoint_if_due(false);
-            }
+            core.start_commit(group.as_ref())?;
         }
         core.rewind(consumer)?;
 

@@ -7,6 +7,10 @@
 //! state is the database plus the changelog from the recorded positions: replaying that suffix
 //! is idempotent (last write per key wins, in log order).
 //!
+//! While a transaction commits, processing goes on: [`PartitionState::freeze`] sets the
+//! committing writes aside (reads still see them) and new writes start a fresh overlay; the
+//! frozen writes reach RocksDB when their commit succeeds, and an abort drops both.
+//!
 //! The runtime's own per-partition state (watermark clock, timers) lives in the changelogged
 //! store [`RUNTIME_STORE`]; changelog positions live in a local-only column family.
 
@@ -68,6 +72,8 @@ pub struct PartitionState {
     /// Changelogged stores; index = position in this list. [`RUNTIME_STORE`] is last.
     stores: Vec<String>,
     overlay: HashMap<(usize, Vec<u8>), Option<Vec<u8>>>,
+    /// The writes of the transaction being committed (see [`Self::freeze`]).
+    frozen: HashMap<(usize, Vec<u8>), Option<Vec<u8>>>,
     timers: BTreeSet<Timer>,
     clock: PartitionClock,
     /// Undo log of the record being processed, so a failing record leaves no trace.
@@ -112,6 +118,7 @@ impl PartitionState {
             db,
             stores: all,
             overlay: HashMap::new(),
+            frozen: HashMap::new(),
             timers: BTreeSet::new(),
             clock: PartitionClock::default(),
             journal: Vec::new(),
@@ -274,12 +281,20 @@ impl PartitionState {
             .map(|((store, key), value)| (*store, key.as_slice(), value.as_deref()))
     }
 
-    /// Writes the committed overlay and the changelog positions reached (store index → next
-    /// offset) to RocksDB atomically.
-    pub fn apply(&mut self, positions: &[(usize, i64)]) -> Result<(), StateError> {
+    /// Sets the open transaction's writes aside while it commits (after its changelog records
+    /// were sent); later writes go to a fresh overlay. Reads see the newer value first.
+    pub fn freeze(&mut self) {
+        debug_assert!(self.frozen.is_empty(), "one transaction commits at a time");
         self.journal.clear();
+        let overlay = std::mem::take(&mut self.overlay);
+        self.frozen.extend(overlay);
+    }
+
+    /// Writes the frozen (now committed) writes and the changelog positions reached (store
+    /// index → next offset) to RocksDB atomically.
+    pub fn apply(&mut self, positions: &[(usize, i64)]) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
-        for ((store, key), value) in self.overlay.drain() {
+        for ((store, key), value) in self.frozen.drain() {
             let cf =
                 self.db
                     .cf_handle(&self.stores[store])
@@ -296,10 +311,11 @@ impl PartitionState {
         self.db.write(batch).map_err(|source| self.db_error(source))
     }
 
-    /// Drops the uncommitted overlay and reloads clock and timers from the database (after an
-    /// aborted transaction).
+    /// Drops every uncommitted write (the frozen ones too) and reloads clock and timers from
+    /// the database (after an aborted transaction).
     pub fn discard(&mut self) -> Result<(), StateError> {
         self.overlay.clear();
+        self.frozen.clear();
         self.journal.clear();
         self.load_runtime()
     }
@@ -423,7 +439,8 @@ impl PartitionState {
     }
 
     fn read(&self, index: usize, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        if let Some(value) = self.overlay.get(&(index, key.to_vec())) {
+        let slot = (index, key.to_vec());
+        if let Some(value) = self.overlay.get(&slot).or_else(|| self.frozen.get(&slot)) {
             return Ok(value.clone());
         }
         let cf = self.cf(&self.stores[index])?;
@@ -516,6 +533,7 @@ mod tests {
             "not applied"
         );
         state.put("counts", "u1", &6u64).expect("put");
+        state.freeze();
         state.apply(&[(0, 42)]).expect("apply");
         drop(state);
         let state = open(dir.path());
@@ -523,6 +541,41 @@ mod tests {
         assert_eq!(state.changelog_position(0).expect("position"), Some(42));
         assert_eq!(state.changelog_position(1).expect("position"), None);
         assert!(!state.has_changes());
+    }
+
+    #[test]
+    fn frozen_writes_stay_visible_while_they_commit_and_only_they_are_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = open(dir.path());
+        state.put("counts", "a", &1u64).expect("put");
+        state.put("counts", "b", &1u64).expect("put");
+        state.freeze();
+        assert!(!state.has_changes(), "the next transaction starts empty");
+        // Processing goes on during the commit: it reads the committing values.
+        assert_eq!(state.get::<u64>("counts", "a").expect("get"), Some(1));
+        state.begin_record();
+        state.put("counts", "a", &2u64).expect("put");
+        state.delete("counts", "b").expect("delete");
+        assert_eq!(state.get::<u64>("counts", "a").expect("get"), Some(2));
+        assert_eq!(state.get::<u64>("counts", "b").expect("get"), None);
+        // A failing record rolls back to the committing values, not to the database's.
+        state.rollback_record();
+        assert_eq!(state.get::<u64>("counts", "a").expect("get"), Some(1));
+        assert_eq!(state.get::<u64>("counts", "b").expect("get"), Some(1));
+        state.put("counts", "a", &3u64).expect("put");
+        // The commit succeeds: only the frozen writes become durable.
+        state.apply(&[(0, 7)]).expect("apply");
+        assert_eq!(state.changes().count(), 1, "a=3 waits for the next commit");
+        drop(state);
+        let mut state = open(dir.path());
+        assert_eq!(state.get::<u64>("counts", "a").expect("get"), Some(1));
+        assert_eq!(state.get::<u64>("counts", "b").expect("get"), Some(1));
+        // An abort while committing drops both generations.
+        state.put("counts", "a", &4u64).expect("put");
+        state.freeze();
+        state.put("counts", "a", &5u64).expect("put");
+        state.discard().expect("discard");
+        assert_eq!(state.get::<u64>("counts", "a").expect("get"), Some(1));
     }
 
     #[test]
@@ -536,6 +589,7 @@ mod tests {
                 key: "a/b".into(),
             })
             .expect("timer");
+        state.freeze();
         state.apply(&[]).expect("apply");
         state.observe(200_000, 30_000).expect("observe");
         state
