@@ -66,34 +66,24 @@ CREATE TABLE clicks (
   rt AS TO_TIMESTAMP_LTZ(ts, 3),
   WATERMARK FOR rt AS rt - INTERVAL '{ooo}' SECOND
 ) WITH (
-  'connector' = 'filesystem',
-  'path' = {path},
+{options},
   'format' = 'json',
   'json.ignore-parse-errors' = 'true'
 )
 """
 
-KAFKA_SOURCE = """
-CREATE TABLE clicks (
-  user_id STRING,
-  event_type STRING,
-  category STRING,
-  device STRING,
-  ts BIGINT,
-  rt AS TO_TIMESTAMP_LTZ(ts, 3),
-  WATERMARK FOR rt AS rt - INTERVAL '{ooo}' SECOND
-) WITH (
+FILE_SOURCE_OPTIONS = """
+  'connector' = 'filesystem',
+  'path' = {path}"""
+
+KAFKA_SOURCE_OPTIONS = """
   'connector' = 'kafka',
   'topic' = {topic},
   'properties.bootstrap.servers' = {bootstrap},
   'properties.group.id' = {group},
   'properties.isolation.level' = 'read_committed',
   'scan.startup.mode' = 'earliest-offset',
-  'scan.bounded.mode' = 'latest-offset',
-  'format' = 'json',
-  'json.ignore-parse-errors' = 'true'
-)
-"""
+  'scan.bounded.mode' = 'latest-offset'"""
 
 KAFKA_SINK_OPTIONS = """
   'connector' = 'kafka',
@@ -183,15 +173,18 @@ def main() -> None:
     print(f"flink: JVM and TableEnvironment up in {jvm_seconds:.2f}s", flush=True)
 
     if args.kafka_bootstrap:
-        t_env.execute_sql(KAFKA_SOURCE.format(
-            topic=sql_str(args.kafka_topic), bootstrap=sql_str(args.kafka_bootstrap),
-            group=sql_str(args.kafka_topic + "-flink"), ooo=args.out_of_orderness_seconds))
+        t_env.execute_sql(SOURCE.format(
+            options=KAFKA_SOURCE_OPTIONS.format(
+                topic=sql_str(args.kafka_topic), bootstrap=sql_str(args.kafka_bootstrap),
+                group=sql_str(args.kafka_topic + "-flink")),
+            ooo=args.out_of_orderness_seconds))
         t_env.execute_sql(SINK.format(options=KAFKA_SINK_OPTIONS.format(
             topic=sql_str(args.kafka_output_topic), bootstrap=sql_str(args.kafka_bootstrap),
             prefix=sql_str(args.kafka_output_topic))))
     else:
-        t_env.execute_sql(SOURCE.format(path=sql_str(str(clicks)),
-                                        ooo=args.out_of_orderness_seconds))
+        t_env.execute_sql(SOURCE.format(
+            options=FILE_SOURCE_OPTIONS.format(path=sql_str(str(clicks))),
+            ooo=args.out_of_orderness_seconds))
         t_env.execute_sql(SINK.format(options="'connector' = 'blackhole'"))
     query = QUERY.format(gap=args.gap_minutes)
 

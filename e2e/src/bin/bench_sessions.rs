@@ -178,6 +178,18 @@ impl GroupOffsets {
     }
 }
 
+/// Records committed on `topic` (read until it has been quiet for 5 s).
+fn committed_count(bootstrap: &str, topic: &str) -> anyhow::Result<usize> {
+    Ok(read_committed(
+        bootstrap,
+        topic,
+        1,
+        Duration::from_secs(5),
+        Duration::from_secs(120),
+    )?
+    .len())
+}
+
 struct Ours {
     /// The topic session-aggregator read, for Flink's same-work run.
     input: String,
@@ -298,14 +310,7 @@ async fn run_ours(
     };
     let first_record = first_record.unwrap_or(done);
     let breakdown = Breakdown::read(&last_metrics, &process);
-    let sessions = read_committed(
-        &bootstrap,
-        &output,
-        1,
-        Duration::from_secs(5),
-        Duration::from_secs(120),
-    )?
-    .len();
+    let sessions = committed_count(&bootstrap, &output)?;
     process.terminate(Duration::from_secs(10))?;
     Ok(Ours {
         input,
@@ -509,14 +514,7 @@ async fn same_work(
             jar,
         }),
     )?;
-    let sessions = read_committed(
-        &bootstrap,
-        &output,
-        1,
-        Duration::from_secs(5),
-        Duration::from_secs(120),
-    )?
-    .len();
+    let sessions = committed_count(&bootstrap, &output)?;
     let ours_rate = rate(events, ours.seconds);
     let net = flink.net_runtime_seconds.unwrap_or(flink.job_seconds);
     let flink_rate = rate(events, net);
