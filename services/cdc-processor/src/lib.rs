@@ -1,0 +1,15 @@
+//! cdc-processor: PostgreSQL changes to the canonical `orders` and `inventory-changes` streams.
+//!
+//! Two halves:
+//! - the processor ([`processor`], binary `cdc-processor`): reads Debezium change topics
+//!   (`<prefix>.public.orders`, `order_items`, `inventory`) on the streaming runtime and maps
+//!   each change to canonical records ([`mapping`]; pure, unit-tested);
+//!
+//! The exact semantics are in `docs/cdc.md`.
+
+pub mod columns;
+pub mod inventory;
+pub mod mapping;
+pub mod order_items;
+pub mod orders;
+pub mod processor;
