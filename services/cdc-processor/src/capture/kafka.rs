@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -120,19 +121,33 @@ impl Sink {
     }
 }
 
+/// The offsets reader asks for end-of-partition events; librdkafka also reports them as
+/// "global errors", which the default context would log at ERROR level. They are expected.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 /// The last committed offset of `slot`, read from the start of the offsets topic to its end.
 pub fn read_offset(
     bootstrap: &str,
     topic: &str,
     slot: &str,
 ) -> Result<Option<CaptureOffset>, SinkError> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("pg-capture-offsets-{slot}"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(QuietEof)
         .map_err(kafka("creating the offsets reader"))?;
     let (low, high) = consumer
         .fetch_watermarks(topic, 0, TIMEOUT)
