@@ -228,6 +228,27 @@ mod tests {
     }
 
     #[test]
+    fn the_postgres_orders_sink_needs_a_url_and_the_url_needs_that_sink() {
+        let err = parse(&["--orders-sink", "postgres"])
+            .expect("parses")
+            .validate();
+        assert_eq!(err.map_err(|e| e.field), Err("--orders-sink"));
+        let err = parse(&["--postgres-url", "postgres://u@h/db"])
+            .expect("parses")
+            .validate();
+        assert_eq!(err.map_err(|e| e.field), Err("--postgres-url"));
+        let both = parse(&[
+            "--orders-sink",
+            "both",
+            "--postgres-url",
+            "postgres://u@h/db",
+        ])
+        .expect("parses");
+        assert_eq!(both.validate(), Ok(()));
+        assert!(both.orders_sink.kafka() && both.orders_sink.postgres());
+    }
+
+    #[test]
     fn defaults_are_valid_and_fixed() {
         let config = parse(&[]).expect("defaults");
         assert_eq!(config.start_ts, DEFAULT_START_TS);
