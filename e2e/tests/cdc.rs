@@ -608,3 +608,65 @@ async fn dropped_publication_or_slot_is_a_clear_not_ready_error() -> anyhow::Res
     );
     Ok(())
 }
+
+/// loadgen `--orders-sink postgres`: the generated orders land in the tables (each order with
+/// the status of its last event, placed orders with their lines), and none in the orders topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_writes_its_orders_into_postgres() -> anyhow::Result<()> {
+    use trendstream_e2e::kafka::create_topic;
+    let env = TestEnv::load()?;
+    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+    let dir = log_dir("cdc-loadgen")?;
+    let (url, pg) = database(&env, "cdcloadgen").await?;
+    let clicks = name("lg_clicks");
+    let orders = name("lg_orders");
+    create_topic(&bootstrap, &clicks, 3).await?;
+    create_topic(&bootstrap, &orders, 3).await?;
+    let events = dir.join(format!("{}.jsonl", name("events")));
+    let output = Command::new(workspace_binary("loadgen")?)
+        .args([
+            "--seed", "11", "--users", "50", "--rate", "0", "--quiet", "--count", "3000",
+        ])
+        .args(["--fraud-rate", "0.05", "--bootstrap-servers", &bootstrap])
+        .args(["--clicks-topic", &clicks, "--orders-topic", &orders])
+        .args(["--orders-sink", "postgres", "--postgres-url", &url])
+        .arg("--events-file")
+        .arg(&events)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "loadgen failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The last status of every order, in the order loadgen wrote them.
+    let mut expected: BTreeMap<String, String> = BTreeMap::new();
+    for line in std::fs::read_to_string(&events)?.lines() {
+        let record: Value = serde_json::from_str(line)?;
+        if record["topic"] != orders.as_str() {
+            continue;
+        }
+        let event: OrderEvent = serde_json::from_str(record["value"].as_str().unwrap_or_default())?;
+        if event.user_id.starts_with("__watermark__") {
+            continue;
+        }
+        expected.insert(event.order_id, event.status.as_str().to_owned());
+    }
+    anyhow::ensure!(!expected.is_empty(), "the load has no orders");
+    let rows = pg.query("SELECT id, status FROM orders", &[]).await?;
+    let actual: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(actual, expected);
+    let lines: i64 = pg
+        .query_one("SELECT count(*) FROM order_items", &[])
+        .await?
+        .get(0);
+    assert!(lines > 0, "order lines written");
+    let in_kafka = read_committed(
+        &bootstrap,
+        &orders,
+        0,
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )?;
+    assert!(in_kafka.is_empty(), "orders went to Kafka too");
+    Ok(())
+}
