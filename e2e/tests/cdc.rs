@@ -68,6 +68,7 @@ async fn start_capture(
     slot: &str,
     dir: &std::path::Path,
     wait: bool,
+    extra: &[(&str, &str)],
 ) -> anyhow::Result<Capture> {
     let port = free_port()?;
     let mut command = Command::new(workspace_binary("pg-capture")?);
@@ -84,6 +85,9 @@ async fn start_capture(
         .env("PG_CAPTURE_POLL_INTERVAL", "50ms")
         .env("TRENDSTREAM_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info,librdkafka=warn");
+    for (key, value) in extra {
+        command.env(key, value);
+    }
     let log = dir.join(format!("pg-capture-{}.log", unique_name("run")));
     let mut process = Running::start(command, log)?;
     if wait {
@@ -161,7 +165,7 @@ async fn orders_flow_from_postgres_to_canonical_events_and_fraud_alerts() -> any
         ts(0)
     ))
     .await?;
-    let mut capture = start_capture(&env, &url, &prefix, &slot, &dir, true).await?;
+    let mut capture = start_capture(&env, &url, &prefix, &slot, &dir, true, &[]).await?;
 
     let orders_topic = name("cdc_orders");
     let inventory_topic = name("cdc_inventory");
@@ -375,7 +379,7 @@ async fn a_killed_capture_loses_and_repeats_nothing() -> anyhow::Result<()> {
     let (url, pg) = database(&env, "cdckill").await?;
     let prefix = name("cdckill");
     let slot = name("slot");
-    let mut capture = start_capture(&env, &url, &prefix, &slot, &dir, true).await?;
+    let mut capture = start_capture(&env, &url, &prefix, &slot, &dir, true, &[]).await?;
 
     // The load: 500 transactions of 100 inserts; every 10th order then cancelled, every 50th
     // deleted, in transactions of their own.
@@ -426,7 +430,7 @@ async fn a_killed_capture_loses_and_repeats_nothing() -> anyhow::Result<()> {
             started.elapsed(),
             writer.is_finished()
         );
-        capture = start_capture(&env, &url, &prefix, &slot, &dir, false).await?;
+        capture = start_capture(&env, &url, &prefix, &slot, &dir, false, &[]).await?;
     }
     writer.await??;
     capture
@@ -506,6 +510,96 @@ async fn a_killed_capture_loses_and_repeats_nothing() -> anyhow::Result<()> {
     drop_slot(&url, &slot).await
 }
 
+/// The crash window itself, made deterministic with the capture's test hook: the first batch is
+/// committed to Kafka and the process aborts before acknowledging it to PostgreSQL. The restarted
+/// capture reads the position back from Kafka and does not write the batch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_kafka_commit_and_acknowledgement_repeats_nothing() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+    let dir = log_dir("cdc-window")?;
+    let (url, pg) = database(&env, "cdcwindow").await?;
+    let prefix = name("cdcwindow");
+    let slot = name("slot");
+    let abort = [("PG_CAPTURE_TEST_ABORT_BEFORE_ACK", "1")];
+    let mut capture = start_capture(&env, &url, &prefix, &slot, &dir, true, &abort).await?;
+    pg.batch_execute(&format!(
+        "INSERT INTO orders (id, user_id, amount) SELECT 'w-' || n, 'u-' || n, 5.00 FROM generate_series(1, 200) AS n;
+         UPDATE orders SET status = 'paid' WHERE id = 'w-7';"
+    ))
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while capture.process.check_alive().is_ok() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the test hook did not abort the capture"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let topic = format!("{prefix}.public.orders");
+    let before = read_committed(
+        &bootstrap,
+        &topic,
+        201,
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    )?;
+    assert_eq!(
+        before.len(),
+        201,
+        "the batch was committed to Kafka before the abort"
+    );
+
+    // The window: Kafka has the batch and its position, PostgreSQL was not told.
+    let offsets = read_committed(
+        &bootstrap,
+        &format!("{prefix}.pg-capture-offsets"),
+        2,
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    )?;
+    let stored: Value = serde_json::from_slice(
+        offsets
+            .last()
+            .and_then(|r| r.value.as_deref())
+            .unwrap_or_default(),
+    )?;
+    let stored = stored["lsn"].as_str().unwrap_or_default().to_owned();
+    let behind: bool = pg
+        .query_one(
+            "SELECT confirmed_flush_lsn < $2::text::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot, &stored],
+        )
+        .await?
+        .get(0);
+    assert!(
+        behind,
+        "the slot was not acknowledged up to the committed position {stored}"
+    );
+
+    let mut capture = start_capture(&env, &url, &prefix, &slot, &dir, true, &[]).await?;
+    pg.batch_execute("INSERT INTO orders (id, user_id, amount) VALUES ('w-last', 'u-last', 1.00)")
+        .await?;
+    let after = read_committed(
+        &bootstrap,
+        &topic,
+        202,
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    )?;
+    let mut seen: HashMap<(Option<String>, String), usize> = HashMap::new();
+    for (value, record) in values(&after).iter().zip(&after) {
+        let op = value.as_ref().map_or("tombstone".to_owned(), |v| {
+            v["payload"]["op"].as_str().unwrap_or("?").to_owned()
+        });
+        *seen.entry((record.key.clone(), op)).or_default() += 1;
+    }
+    assert!(seen.values().all(|n| *n == 1), "a change was written twice");
+    assert_eq!(after.len(), 202, "200 inserts, 1 update, the last insert");
+    capture.process.kill_now()?;
+    drop_slot(&url, &slot).await
+}
+
 /// `trendstream_pg_capture_records_total` of a running capture.
 async fn records_written(port: u16) -> anyhow::Result<u64> {
     let text = reqwest::Client::new()
@@ -545,7 +639,7 @@ async fn dropped_publication_or_slot_is_a_clear_not_ready_error() -> anyhow::Res
     let (url, pg) = database(&env, "cdcdrop").await?;
     let prefix = name("cdcdrop");
     let slot = name("slot");
-    let mut capture = start_capture(&env, &url, &prefix, &slot, &dir, true).await?;
+    let mut capture = start_capture(&env, &url, &prefix, &slot, &dir, true, &[]).await?;
     pg.batch_execute("INSERT INTO orders (id, user_id, amount) VALUES ('x-1', 'u-1', 1.00)")
         .await?;
     let raw = read_committed(

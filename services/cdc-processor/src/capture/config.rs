@@ -57,6 +57,10 @@ pub struct CaptureConfig {
     /// trying again; the process stays up and reports not ready meanwhile.
     #[arg(long, env = "PG_CAPTURE_RETRY_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub retry_interval: Duration,
+    /// Test hook: abort the process after the Nth streamed batch committed to Kafka and before
+    /// it is acknowledged to PostgreSQL (the crash window exactly-once has to cover).
+    #[arg(long, env = "PG_CAPTURE_TEST_ABORT_BEFORE_ACK", hide = true)]
+    pub test_abort_before_ack: Option<u64>,
 }
 
 impl ServiceConfig for CaptureConfig {

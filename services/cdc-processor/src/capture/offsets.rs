@@ -80,9 +80,36 @@ impl SnapshotBounds {
     }
 }
 
+/// True when a streamed transaction must not be written again: its commit ends at or before
+/// the position committed to Kafka (it was written, and the capture stopped before the slot was
+/// acknowledged, so PostgreSQL sends it again), or the snapshot already saw it.
+pub fn already_captured(end_lsn: Lsn, xid: u32, committed: Lsn, snapshot: &SnapshotBounds) -> bool {
+    end_lsn <= committed || snapshot.saw(xid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactions_at_or_below_the_committed_position_or_in_the_snapshot_are_skipped() {
+        let snapshot: SnapshotBounds = "100:105:103".parse().expect("snapshot");
+        let committed = Lsn(0x500);
+        assert!(
+            already_captured(Lsn(0x500), 200, committed, &snapshot),
+            "exactly the committed end"
+        );
+        assert!(already_captured(Lsn(0x400), 200, committed, &snapshot));
+        assert!(
+            already_captured(Lsn(0x600), 101, committed, &snapshot),
+            "seen by the snapshot"
+        );
+        assert!(
+            !already_captured(Lsn(0x600), 103, committed, &snapshot),
+            "in progress at the snapshot"
+        );
+        assert!(!already_captured(Lsn(0x501), 200, committed, &snapshot));
+    }
 
     #[test]
     fn snapshot_visibility() {

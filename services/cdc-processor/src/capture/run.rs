@@ -21,7 +21,7 @@ use super::config::CaptureConfig;
 use super::envelope::{ChangeOp, KafkaRecord, SourceInfo, TableShape, change_records};
 use super::kafka::{Sink, SinkError, read_offset};
 use super::lsn::Lsn;
-use super::offsets::CaptureOffset;
+use super::offsets::{CaptureOffset, already_captured};
 use super::pgoutput::{self, Message, pg_micros_to_epoch_ms};
 use super::postgres::{self, PgError};
 use super::values::ValueError;
@@ -203,6 +203,7 @@ async fn session(
         metrics,
         relations: HashMap::new(),
         committed,
+        batches: 0,
     };
     while !stop.load(Ordering::SeqCst) {
         postgres::check_publication(&client, &config.publication).await?;
@@ -324,6 +325,8 @@ struct Stream<'a> {
     relations: HashMap<u32, TableShape>,
     /// End of the last transaction committed to Kafka.
     committed: Lsn,
+    /// Batches committed by this process (for the test hook).
+    batches: u64,
 }
 
 /// A transaction being assembled from the peeked messages.
@@ -353,6 +356,7 @@ impl Stream<'_> {
         let mut ready: Vec<KafkaRecord> = Vec::new();
         let mut end = self.committed;
         let mut transactions = 0usize;
+        let mut skipped = 0usize;
         for change in &changes {
             let message =
                 pgoutput::decode(&change.data).map_err(|source| CaptureError::PgOutput {
@@ -372,8 +376,9 @@ impl Stream<'_> {
                     // At or below the committed position: already in Kafka (committed, then
                     // killed before the acknowledgement). Seen by the snapshot: already there
                     // as a read.
-                    if end_lsn <= self.committed || position.snapshot.saw(tx.xid) {
+                    if already_captured(end_lsn, tx.xid, self.committed, &position.snapshot) {
                         tracing::debug!(xid = tx.xid, %end_lsn, "transaction already captured; skipped");
+                        skipped += 1;
                     } else {
                         ready.extend(tx.records);
                         transactions += 1;
@@ -446,6 +451,18 @@ impl Stream<'_> {
         self.metrics.records.inc_by(count);
         self.metrics.transactions.inc_by(transactions as u64);
         self.metrics.committed_lsn.set(end.as_i64());
+        if skipped > 0 {
+            tracing::info!(skipped, lsn = %end, "transactions already in Kafka (or in the snapshot) were skipped");
+        }
+        self.batches += 1;
+        if self.config.test_abort_before_ack == Some(self.batches) {
+            // Test hook: the crash window between the Kafka commit and the acknowledgement.
+            tracing::warn!(
+                batch = self.batches,
+                "aborting before the acknowledgement (PG_CAPTURE_TEST_ABORT_BEFORE_ACK)"
+            );
+            std::process::abort();
+        }
         postgres::advance_slot(self.client, &self.config.slot, end).await?;
         tracing::debug!(transactions, records = count, lsn = %end, "batch committed and acknowledged");
         Ok(transactions.max(1))
