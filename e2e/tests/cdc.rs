@@ -523,10 +523,10 @@ async fn a_crash_between_kafka_commit_and_acknowledgement_repeats_nothing() -> a
     let slot = name("slot");
     let abort = [("PG_CAPTURE_TEST_ABORT_BEFORE_ACK", "1")];
     let mut capture = start_capture(&env, &url, &prefix, &slot, &dir, true, &abort).await?;
-    pg.batch_execute(&format!(
+    pg.batch_execute(
         "INSERT INTO orders (id, user_id, amount) SELECT 'w-' || n, 'u-' || n, 5.00 FROM generate_series(1, 200) AS n;
          UPDATE orders SET status = 'paid' WHERE id = 'w-7';"
-    ))
+    )
     .await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while capture.process.check_alive().is_ok() {
