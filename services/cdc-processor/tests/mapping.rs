@@ -171,3 +171,15 @@ fn other_tables_and_order_items_emit_nothing() {
     let bad = br#"{"before":null,"after":{"order_id":"o-1","line_no":1,"product_id":"p-1","category":"books","quantity":0,"unit_price":"12.50"},"source":{"table":"order_items","ts_ms":1},"op":"c"}"#;
     assert!(map_record("shop.public.order_items", Some(bad), &settings).is_err());
 }
+
+#[test]
+fn transaction_metadata_records_are_read_and_emit_nothing() {
+    let begin = br#"{"status":"BEGIN","id":"571:53195829","ts_ms":1486500577125,"event_count":null,"data_collections":null}"#;
+    let end = br#"{"status":"END","id":"571:53195832","ts_ms":1486500577691,"event_count":2,"data_collections":[{"data_collection":"s1.a","event_count":1},{"data_collection":"s2.a","event_count":1}]}"#;
+    for value in [&begin[..], &end[..]] {
+        let mapped = map_record("shop.transaction", Some(value), &DecodeSettings::default())
+            .expect("metadata");
+        assert!(mapped.outputs.is_empty());
+    }
+    assert!(map_record("shop.transaction", Some(b"{}"), &DecodeSettings::default()).is_err());
+}

@@ -203,6 +203,7 @@ async fn session(
         metrics,
         relations: HashMap::new(),
         committed,
+        db: database_name(&client).await?,
         batches: 0,
     };
     while !stop.load(Ordering::SeqCst) {
@@ -325,6 +326,8 @@ struct Stream<'a> {
     relations: HashMap<u32, TableShape>,
     /// End of the last transaction committed to Kafka.
     committed: Lsn,
+    /// The database name, for `source.db`.
+    db: String,
     /// Batches committed by this process (for the test hook).
     batches: u64,
 }
@@ -351,7 +354,7 @@ impl Stream<'_> {
         if changes.is_empty() {
             return Ok(0);
         }
-        let db = database_name(self.client).await?;
+        let db = self.db.clone();
         let mut open: Option<OpenTransaction> = None;
         let mut ready: Vec<KafkaRecord> = Vec::new();
         let mut end = self.committed;
