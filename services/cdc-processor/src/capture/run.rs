@@ -389,8 +389,20 @@ impl Stream<'_> {
                     end = end.max(end_lsn);
                 }
                 Message::Relation(relation) => {
-                    let shape = postgres::relation_shape(self.client, &relation).await?;
-                    self.relations.insert(relation.id, shape);
+                    // pgoutput describes each relation again in every decoding call; the catalog
+                    // is only asked again when the description changed (DDL).
+                    let unchanged = self.relations.get(&relation.id).is_some_and(|shape| {
+                        shape.columns.len() == relation.columns.len()
+                            && shape.columns.iter().zip(&relation.columns).all(|(a, b)| {
+                                a.name == b.name
+                                    && a.type_oid == b.type_oid
+                                    && a.type_modifier == b.type_modifier
+                            })
+                    });
+                    if !unchanged {
+                        let shape = postgres::relation_shape(self.client, &relation).await?;
+                        self.relations.insert(relation.id, shape);
+                    }
                 }
                 Message::Insert { relation, new } => {
                     self.row_change(
