@@ -15,6 +15,7 @@ pub mod click;
 pub mod debezium;
 pub mod decode;
 pub mod feature_store;
+pub mod inventory;
 pub mod money;
 pub mod order;
 pub mod output;
@@ -27,6 +28,7 @@ pub use decode::{
     DecodeError, EncodeError, decode, decode_click, decode_order, encode, encode_click,
     encode_order,
 };
+pub use inventory::{InventoryChange, InventoryChangeKind};
 pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use order::{OrderEvent, OrderItem, OrderStatus};
 pub use output::{

@@ -12,8 +12,9 @@ use crate::config::Config;
 use crate::events_file::EventFile;
 use crate::generator::Generator;
 use crate::kafka::KafkaSink;
+use crate::postgres::PostgresSink;
 use crate::rate::{MIN_SLEEP, RateLimiter};
-use crate::record::{Partitions, Topic};
+use crate::record::{Partitions, RecordKind, Topic};
 use crate::summary::Summary;
 
 /// How long the broker's metadata may take.
@@ -49,6 +50,10 @@ pub fn run(config: &Config) -> anyhow::Result<Summary> {
         dry_run = config.dry_run,
         "generating"
     );
+    let mut postgres = match (&config.postgres_url, config.orders_sink.postgres()) {
+        (Some(url), true) => Some(PostgresSink::connect(url)?),
+        _ => None,
+    };
     let mut file = config
         .events_file
         .as_deref()
@@ -77,8 +82,22 @@ pub fn run(config: &Config) -> anyhow::Result<Summary> {
             Topic::Clicks => config.clicks_topic.as_str(),
             Topic::Orders => config.orders_topic.as_str(),
         };
-        if let Some(sink) = &kafka {
+        let is_order = record.topic == Topic::Orders;
+        if let Some(sink) = &kafka
+            && (!is_order || config.orders_sink.kafka())
+        {
             sink.send(topic, &record)?;
+        }
+        if is_order
+            && let Some(pg) = &mut postgres
+            && matches!(
+                record.kind,
+                RecordKind::InOrder | RecordKind::OutOfOrder | RecordKind::Late
+            )
+        {
+            let order = trendstream_events::decode_order(record.value.as_bytes())
+                .context("an order loadgen generated does not decode")?;
+            pg.write(&order)?;
         }
         if let Some(file) = &mut file {
             file.write(topic, &record)?;
@@ -94,6 +113,9 @@ pub fn run(config: &Config) -> anyhow::Result<Summary> {
         progress.set_message("waiting for acknowledgements");
         let delivered = sink.finish(FLUSH_TIMEOUT)?;
         tracing::info!(delivered, "all records acknowledged");
+    }
+    if let Some(pg) = &postgres {
+        tracing::info!(orders = pg.written(), "orders written to PostgreSQL");
     }
     let events_file = file
         .map(EventFile::finish)

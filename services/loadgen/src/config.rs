@@ -82,12 +82,37 @@ pub struct Config {
     /// Write the final summary as JSON to this file (it is always printed as text).
     #[arg(long, env = "LOADGEN_SUMMARY_FILE")]
     pub summary_file: Option<PathBuf>,
+    /// Also write the orders into PostgreSQL (the tables of sql/ecommerce.sql), for CDC.
+    #[arg(long, env = "LOADGEN_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// Where order events go: `kafka` (the orders topic), `postgres` (only the tables, so the
+    /// orders topic is fed by cdc-processor) or `both`. `postgres` and `both` need --postgres-url.
+    #[arg(long, env = "LOADGEN_ORDERS_SINK", value_enum, default_value = "kafka")]
+    pub orders_sink: OrdersSink,
     /// Generate (and write --events-file) without Kafka.
     #[arg(long, env = "LOADGEN_DRY_RUN")]
     pub dry_run: bool,
     /// No progress bar.
     #[arg(long, short, env = "LOADGEN_QUIET")]
     pub quiet: bool,
+}
+
+/// Destinations of order events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrdersSink {
+    Kafka,
+    Postgres,
+    Both,
+}
+
+impl OrdersSink {
+    pub fn kafka(self) -> bool {
+        matches!(self, Self::Kafka | Self::Both)
+    }
+
+    pub fn postgres(self) -> bool {
+        matches!(self, Self::Postgres | Self::Both)
+    }
 }
 
 impl ServiceConfig for Config {
@@ -133,6 +158,18 @@ impl Config {
         }
         if !self.dry_run && self.bootstrap_servers.trim().is_empty() {
             return err("--bootstrap-servers", "must not be empty".to_owned());
+        }
+        if self.orders_sink.postgres() && self.postgres_url.is_none() {
+            return err(
+                "--orders-sink",
+                "postgres and both need --postgres-url".to_owned(),
+            );
+        }
+        if self.postgres_url.is_some() && !self.orders_sink.postgres() {
+            return err(
+                "--postgres-url",
+                "is only used with --orders-sink postgres or both".to_owned(),
+            );
         }
         if self.start_ts < 0 {
             return err("--start-ts", "must not be before 1970".to_owned());
@@ -188,6 +225,27 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_postgres_orders_sink_needs_a_url_and_the_url_needs_that_sink() {
+        let err = parse(&["--orders-sink", "postgres"])
+            .expect("parses")
+            .validate();
+        assert_eq!(err.map_err(|e| e.field), Err("--orders-sink"));
+        let err = parse(&["--postgres-url", "postgres://u@h/db"])
+            .expect("parses")
+            .validate();
+        assert_eq!(err.map_err(|e| e.field), Err("--postgres-url"));
+        let both = parse(&[
+            "--orders-sink",
+            "both",
+            "--postgres-url",
+            "postgres://u@h/db",
+        ])
+        .expect("parses");
+        assert_eq!(both.validate(), Ok(()));
+        assert!(both.orders_sink.kafka() && both.orders_sink.postgres());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod generator;
 pub mod kafka;
 pub mod murmur2;
 pub mod poison;
+pub mod postgres;
 pub mod rate;
 pub mod record;
 pub mod rng;

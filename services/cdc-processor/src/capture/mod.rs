@@ -1,0 +1,19 @@
+//! pg-capture: PostgreSQL logical replication (pgoutput) to Debezium-compatible change topics,
+//! for users without Kafka Connect. See `docs/cdc.md` for the exact semantics and
+//! [`postgres`] for why it reads the slot through the SQL interface.
+//!
+//! - [`pgoutput`]: the plugin's message format (pure);
+//! - [`values`]: PostgreSQL text values to Debezium's JSON encodings (pure);
+//! - [`envelope`]: Debezium key/value records (pure);
+//! - [`offsets`]: the position stored in Kafka, and snapshot visibility (pure);
+//! - [`postgres`], [`kafka`]: the two sides' I/O; [`run`]: the loop.
+
+pub mod config;
+pub mod envelope;
+pub mod kafka;
+pub mod lsn;
+pub mod offsets;
+pub mod pgoutput;
+pub mod postgres;
+pub mod run;
+pub mod values;
