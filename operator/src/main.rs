@@ -138,27 +138,12 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = async move {
         tokio::select! {
-            _ = shutdown_signal() => tracing::info!("shutting down"),
+            _ = trendstream_service::signal::terminated() => tracing::info!("shutting down"),
             Ok(reason) = lost_rx => tracing::warn!(reason, "stopping"),
         }
     };
     runner::run(ctx, config.namespace.clone(), config.concurrency, shutdown).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }
 
 async fn serve_http(

@@ -83,7 +83,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(addr = %local, "feature-api listening");
     let grace = config.shutdown_grace;
     let signalled = async move {
-        terminated().await;
+        trendstream_service::signal::terminated().await;
         tracing::info!(?grace, "shutting down: draining requests and event streams");
         let _ = stop.send(true);
     };
@@ -104,29 +104,4 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     };
     tracing::info!("feature-api stopped");
     result
-}
-
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn terminated() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

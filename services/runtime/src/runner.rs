@@ -93,7 +93,7 @@ pub fn run<P: Processor>(
     {
         let stop = stop.clone();
         tokio.spawn(async move {
-            wait_for_signal().await;
+            trendstream_service::signal::terminated().await;
             tracing::info!("shutdown requested; finishing the batch");
             stop.store(true, Ordering::SeqCst);
         });
@@ -420,29 +420,6 @@ fn co_partitioned(counts: &[(String, i32)]) -> Result<i32, String> {
         "topics are not co-partitioned (partition counts {})",
         listed.join(", ")
     ))
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the runtime");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

@@ -9,4 +9,5 @@ pub mod metrics_text;
 pub mod ops;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod signal;
 pub mod telemetry;

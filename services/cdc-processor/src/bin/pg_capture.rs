@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         {
             let stop = stop.clone();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                trendstream_service::signal::terminated().await;
                 tracing::info!("shutdown requested; finishing the batch");
                 stop.store(true, Ordering::SeqCst);
             });
@@ -60,20 +60,4 @@ fn main() -> ExitCode {
         run(config, readiness, metrics, stop).await;
         ExitCode::SUCCESS
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(err) => {
-            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the capture");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
