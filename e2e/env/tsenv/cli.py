@@ -29,6 +29,7 @@ def _install(selected: list[str]) -> None:
     if "gcs" in selected:
         install.python_tools()
     install.api_test_tools()
+    install.shipping_tools()
     if "k8s" in selected:
         for module in ("etcd", "k8s", "kwok"):
             install.go_tools(module)
@@ -54,6 +55,7 @@ def up(selected: list[str]) -> None:
     paths.LOGS.mkdir(parents=True)
     values: dict[str, str] = {"TRENDSTREAM_ENV_DIR": str(paths.STATE),
                               "SCHEMATHESIS": str(install.api_test_tools() / "schemathesis")}
+    values.update(install.shipping_tools())
     try:
         waits = []
         with phase("start components"):
