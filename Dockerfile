@@ -38,8 +38,7 @@ RUN cargo build --release --locked -p "${PACKAGE}" --bin "${BINARY}" \
 
 FROM ${RUNTIME_IMAGE}
 ARG BINARY
-LABEL org.opencontainers.image.source="https://github.com/trendstream/trendstream" \
-      org.opencontainers.image.title="${BINARY}" \
+LABEL org.opencontainers.image.title="${BINARY}" \
       org.opencontainers.image.licenses="Apache-2.0"
 # The slim base already has the shared libraries the binaries link (libstdc++, libgcc, zlib).
 COPY --from=builder /out/ /
