@@ -40,7 +40,13 @@ impl Tools {
     }
 
     fn path(&self, key: &str) -> anyhow::Result<PathBuf> {
-        Ok(PathBuf::from(self.env.get(key)?))
+        let value = self.env.get(key).map_err(|err| {
+            anyhow::anyhow!(
+                "{err}: the shipping tools are built by `e2e/env/install` (`make test` runs it) \
+                 and recorded by the `e2e/env/up` after it"
+            )
+        })?;
+        Ok(PathBuf::from(value))
     }
 
     fn command(&self, key: &str) -> anyhow::Result<Command> {

@@ -202,9 +202,13 @@ def _module_dir(module: str, cwd: Path | None = None) -> Path:
 OPENTOFU = "github.com/opentofu/opentofu@v1.12.6"
 
 
+def _opentofu_dir() -> Path:
+    return paths.CACHE / f"opentofu-{hashlib.sha256(OPENTOFU.encode()).hexdigest()[:12]}"
+
+
 def opentofu() -> Path:
     """Returns the tofu binary."""
-    target = paths.CACHE / f"opentofu-{hashlib.sha256(OPENTOFU.encode()).hexdigest()[:12]}"
+    target = _opentofu_dir()
     if not (target / ".complete").exists():
         with phase(f"build {OPENTOFU} from its Go module (cached afterwards)"):
             shutil.rmtree(target, ignore_errors=True)
@@ -233,11 +237,15 @@ SCHEMA_SOURCES = [
 ]
 
 
-def schema_sources() -> Path:
-    """A directory with the files of SCHEMA_SOURCES."""
+def _schema_sources_dir() -> Path:
     pins = repr(SCHEMA_SOURCES).encode() + b"".join(
         (paths.ENV_DIR / "go" / wrapper / "go.mod").read_bytes() for _, wrapper, _, _ in SCHEMA_SOURCES if wrapper)
-    target = paths.CACHE / f"schema-sources-{hashlib.sha256(pins).hexdigest()[:12]}"
+    return paths.CACHE / f"schema-sources-{hashlib.sha256(pins).hexdigest()[:12]}"
+
+
+def schema_sources() -> Path:
+    """A directory with the files of SCHEMA_SOURCES."""
+    target = _schema_sources_dir()
     if not (target / ".complete").exists():
         with phase("fetch the shipping tests' schemas from their Go modules"):
             shutil.rmtree(target, ignore_errors=True)
@@ -249,18 +257,33 @@ def schema_sources() -> Path:
     return target
 
 
-def shipping_tools() -> dict[str, str]:
+def shipping_tools(build: bool = True) -> dict[str, str]:
     """What the shipping tests (e2e/tests/shipping.rs) run, as env-file entries: Helm, kubeconform,
     OpenTofu, checkov and the Python checks' virtualenv (hadolint, python-hcl2, jsonschema), and
-    the schema sources."""
-    python = _virtualenv("venv-shipping", paths.ENV_DIR / "requirements-shipping.txt")
-    checkov = _virtualenv("venv-checkov", paths.ENV_DIR / "requirements-checkov.txt")
-    return {
-        "HELM": str(go_tools("helm") / "helm"),
-        "KUBECONFORM": str(go_tools("kubeconform") / "kubeconform"),
-        "TOFU": str(opentofu()),
-        "CHECKOV": str(checkov / "checkov"),
-        "SHIPPING_PYTHON": str(python / "python"),
-        "HADOLINT": str(python / "hadolint"),
-        "SHIPPING_SCHEMAS": str(schema_sources()),
+    the schema sources. Without `build`, only when all of them are installed already: `up` (and so
+    `make demo`) does not wait for these builds, `install` (and so `make test`) does."""
+    tools = {
+        "HELM": lambda: go_tools("helm") / "helm",
+        "KUBECONFORM": lambda: go_tools("kubeconform") / "kubeconform",
+        "TOFU": opentofu,
+        "CHECKOV": lambda: _virtualenv("venv-checkov", paths.ENV_DIR / "requirements-checkov.txt") / "checkov",
+        "SHIPPING_PYTHON": lambda: _virtualenv("venv-shipping", paths.ENV_DIR / "requirements-shipping.txt") / "python",
+        "HADOLINT": lambda: _virtualenv("venv-shipping", paths.ENV_DIR / "requirements-shipping.txt") / "hadolint",
+        "SHIPPING_SCHEMAS": schema_sources,
     }
+    if not build and not _shipping_tools_installed():
+        return {}
+    return {key: str(locate()) for key, locate in tools.items()}
+
+
+def _shipping_tools_installed() -> bool:
+    go = paths.ENV_DIR / "go"
+    done = [
+        _cached("go-helm", go / "helm" / "go.mod", go / "helm" / "go.sum")[1],
+        _cached("go-kubeconform", go / "kubeconform" / "go.mod", go / "kubeconform" / "go.sum")[1],
+        _cached("venv-checkov", paths.ENV_DIR / "requirements-checkov.txt")[1],
+        _cached("venv-shipping", paths.ENV_DIR / "requirements-shipping.txt")[1],
+        (_opentofu_dir() / ".complete").exists(),
+        (_schema_sources_dir() / ".complete").exists(),
+    ]
+    return all(done)
