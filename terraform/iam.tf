@@ -4,6 +4,12 @@ resource "google_service_account" "jobs" {
   for_each     = var.jobs
   account_id   = "${var.name}-${each.key}"
   display_name = "TrendStream ${each.key} (${each.value})"
+  lifecycle {
+    precondition {
+      condition     = length("${var.name}-${each.key}") <= 30
+      error_message = "The service account ID ${var.name}-${each.key} is longer than 30 characters: shorten var.name or the job's name."
+    }
+  }
 }
 
 resource "google_service_account_iam_member" "jobs_workload_identity" {
