@@ -384,8 +384,8 @@ async fn phase_of(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result
         .and_then(|job| job.status.and_then(|s| s.phase)))
 }
 
-/// The least-privilege RBAC of the operator chart is enough: the operator, acting as the
-/// chart's ServiceAccount, elects itself through the Lease, deploys a stateless and a stateful
+/// The operator chart installs with Helm, and its least-privilege RBAC is enough: the operator,
+/// acting as the chart's ServiceAccount, elects itself through the Lease, deploys a stateless and a stateful
 /// job, deletes an HPA no longer wanted, and cleans up a job's state volumes on deletion.
 #[tokio::test]
 async fn the_operator_runs_with_nothing_but_the_charts_rbac() -> anyhow::Result<()> {
@@ -395,19 +395,18 @@ async fn the_operator_runs_with_nothing_but_the_charts_rbac() -> anyhow::Result<
     install_crd(&env)?;
     with_namespace(&client, "ship-rbac", |client, ns| async move {
         let lease = unique_name("lease");
-        let manifests = tools.render(
-            "trendstream-operator",
-            &ns,
-            &[],
-            &[
-                format!("watchNamespace={ns}"),
-                "crds.install=false".into(),
-                format!("leaderElection.leaseName={lease}"),
-                // The real operator runs below, outside the cluster (kwok runs no containers).
-                "replicaCount=0".into(),
-            ],
-        )?;
-        kubectl(&env, &["apply", "-n", &ns, "-f", "-"], Some(&manifests))?;
+        // Installed by Helm itself, as a cluster admin would.
+        let mut helm = tools.command("HELM")?;
+        helm.args(["upgrade", "--install", "trendstream-operator"])
+            .args(["charts/trendstream-operator", "--namespace", &ns, "--wait"])
+            .arg("--kubeconfig")
+            .arg(kubeconfig(&env)?)
+            .args(["--set", &format!("watchNamespace={ns}")])
+            .args(["--set", "crds.install=false"])
+            .args(["--set", &format!("leaderElection.leaseName={lease}")])
+            // The real operator runs below, outside the cluster (kwok runs no containers).
+            .args(["--set", "replicaCount=0"]);
+        println!("{}", run(helm)?);
         let account = format!("system:serviceaccount:{ns}:trendstream-operator");
         let dir = tempdir()?;
         let config = impersonating_kubeconfig(&env, &account, dir.path())?;
