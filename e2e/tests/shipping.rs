@@ -522,6 +522,43 @@ fn the_lag_metric_is_the_one_the_operators_hpas_ask_for() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Every series the Grafana dashboards query is one a service registers (in its registry's
+/// prefix, with the suffix the OpenMetrics encoding adds).
+#[test]
+fn the_dashboards_query_metrics_the_services_export() -> anyhow::Result<()> {
+    let sources = [
+        ("trendstream_operator_", "operator/src/metrics.rs"),
+        ("feature_api_", "services/feature-api/src/metrics.rs"),
+        ("trendstream_", "services/runtime/src/metrics.rs"),
+    ];
+    let dir = repo().join("charts/trendstream-jobs/dashboards");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        let text = dashboard.to_string();
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            let Some((prefix, file)) = sources.iter().find(|(p, _)| word.starts_with(p)) else {
+                continue;
+            };
+            let name = word.trim_start_matches(prefix);
+            let name = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            let registered = std::fs::read_to_string(repo().join(file))?;
+            assert!(
+                registered.contains(&format!("\"{name}\"")),
+                "{}: {word} is not registered in {file}",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "only {checked} metric references found");
+    Ok(())
+}
+
 /// checkov's JSON report: no failed check, and a reason for every skipped one.
 fn checkov(tools: &Tools, framework: &str, dir: &Path) -> anyhow::Result<()> {
     // In a network namespace of its own when it can have one (as root): checkov reaches for
