@@ -182,12 +182,13 @@ def _module_dir(module: str, cwd: Path | None = None) -> Path:
     """The source of `module` ("path@version", or a dependency of the module in `cwd`) in Go's
     module cache, downloaded when missing."""
     if cwd is not None:
+        # `go list -m` names the directory only once the module is downloaded.
+        subprocess.run(["go", "mod", "download", module], cwd=cwd, check=True)
         out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=cwd, check=True,
                              capture_output=True, text=True).stdout.strip()
-        if out:
-            return Path(out)
-        subprocess.run(["go", "mod", "download", module], cwd=cwd, check=True)
-        return _module_dir(module, cwd)
+        if not out:
+            raise RuntimeError(f"{module} has no directory in the module cache after download")
+        return Path(out)
     info = json.loads(subprocess.run(["go", "mod", "download", "-json", module], check=True,
                                      capture_output=True, text=True).stdout)
     if "Error" in info:
