@@ -242,20 +242,33 @@ fn rendered_manifests_and_argocd_applications_pass_kubeconform_strict() -> anyho
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     println!("{}", tools.python(&args)?);
 
-    let mut kubeconform = tools.command("KUBECONFORM")?;
-    kubeconform
-        .args(["-strict", "-summary", "-output", "text"])
-        .arg("-schema-location")
-        .arg(format!(
-            "{}/{{{{.ResourceKind}}}}{{{{.KindSuffix}}}}.json",
-            schemas.display()
-        ))
-        .args(&manifests);
-    let out = run(kubeconform)?;
+    let kubeconform = |files: &[PathBuf]| -> anyhow::Result<Command> {
+        let mut command = tools.command("KUBECONFORM")?;
+        command
+            .args(["-strict", "-summary", "-output", "text"])
+            .arg("-schema-location")
+            .arg(format!(
+                "{}/{{{{.ResourceKind}}}}{{{{.KindSuffix}}}}.json",
+                schemas.display()
+            ))
+            .args(files);
+        Ok(command)
+    };
+    let out = run(kubeconform(&manifests)?)?;
     println!("{out}");
     assert!(
         out.contains("Invalid: 0, Errors: 0, Skipped: 0"),
         "kubeconform: {out}"
+    );
+
+    // And it does refuse a field a schema does not have, built-in kind or StreamJob.
+    let bad = repo().join("e2e/tests/fixtures/shipping/bad-manifests.yaml");
+    let err = run(kubeconform(&[bad])?)
+        .expect_err("kubeconform must refuse unknown fields")
+        .to_string();
+    assert!(
+        err.contains("'bogus' not allowed") && err.contains("'nope' not allowed"),
+        "{err}"
     );
     Ok(())
 }
@@ -648,17 +661,32 @@ fn checkov_passes_terraform_and_the_rendered_manifests() -> anyhow::Result<()> {
     checkov(&tools, "terraform", &repo().join("terraform"))?;
     let dir = tempdir()?;
     tools.render_all(dir.path(), "trendstream")?;
-    checkov(&tools, "kubernetes", dir.path())
+    checkov(&tools, "kubernetes", dir.path())?;
+    // The report is read right: a privileged root pod fails.
+    let bad = repo().join("e2e/tests/fixtures/shipping/checkov-bad");
+    let err = checkov(&tools, "kubernetes", &bad)
+        .expect_err("checkov must fail a privileged pod")
+        .to_string();
+    assert!(err.contains("CKV_K8S_16"), "{err}");
+    Ok(())
 }
 
 #[test]
 fn terraform_is_formatted_and_parses() -> anyhow::Result<()> {
     let tools = Tools::load()?;
-    let mut fmt = tools.command("TOFU")?;
-    fmt.args(["fmt", "-check", "-diff", "-recursive", "terraform"])
-        // No CLI configuration to look for (and warn about).
-        .env("TF_CLI_CONFIG_FILE", "/dev/null");
-    run(fmt)?;
+    let fmt = |dir: &str| -> anyhow::Result<Command> {
+        let mut command = tools.command("TOFU")?;
+        command
+            .args(["fmt", "-check", "-diff", "-recursive", dir])
+            // No CLI configuration to look for (and warn about).
+            .env("TF_CLI_CONFIG_FILE", "/dev/null");
+        Ok(command)
+    };
+    run(fmt("terraform")?)?;
+    let err = run(fmt("e2e/tests/fixtures/shipping/unformatted")?)
+        .expect_err("tofu fmt -check must refuse unformatted HCL")
+        .to_string();
+    assert!(err.contains("main.tf"), "{err}");
     println!("{}", tools.python(&["hcl", "terraform"])?);
     Ok(())
 }
@@ -675,6 +703,15 @@ fn skaffold_yaml_matches_skaffolds_schema_and_builds_every_binary() -> anyhow::R
         "{}",
         tools.python(&["skaffold", "skaffold.yaml", &schema.to_string_lossy()])?
     );
+    let err = tools
+        .python(&[
+            "skaffold",
+            "e2e/tests/fixtures/shipping/bad-skaffold.yaml",
+            &schema.to_string_lossy(),
+        ])
+        .expect_err("the schema must refuse a string where a boolean belongs")
+        .to_string();
+    assert!(err.contains("createNamespace"), "{err}");
 
     // Each artifact builds a binary that exists, and every service and the operator has one.
     let config: serde_yaml::Value =
