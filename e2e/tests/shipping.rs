@@ -767,6 +767,53 @@ fn skaffold_yaml_matches_skaffolds_schema_and_builds_every_binary() -> anyhow::R
         );
         built.push(package);
     }
+    // Every image a release's values name is one skaffold builds (skaffold names the template
+    // variables after the artifact, with "/", "-", "." and ":" as "_"), and every job whose
+    // image it sets is one of the jobs chart's.
+    let sanitized: Vec<String> = config["build"]["artifacts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["image"].as_str())
+        .map(|image| image.replace(['/', '-', '.', ':'], "_"))
+        .collect();
+    let jobs: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(
+        repo().join("charts/trendstream-jobs/values.yaml"),
+    )?)?;
+    let mut templates = 0;
+    for release in config["deploy"]["helm"]["releases"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        for (key, value) in release["setValueTemplates"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+        {
+            let (key, value) = (
+                key.as_str().unwrap_or_default(),
+                value.as_str().unwrap_or_default(),
+            );
+            let artifact = ["IMAGE_FULLY_QUALIFIED_", "IMAGE_REPO_", "IMAGE_TAG_"]
+                .iter()
+                .find_map(|prefix| value.split_once(prefix).map(|(_, rest)| rest))
+                .and_then(|rest| rest.strip_suffix("}}"))
+                .unwrap_or_default();
+            assert!(
+                sanitized.iter().any(|s| s == artifact),
+                "{key}: {value} names no artifact"
+            );
+            if let Some(job) = key.strip_prefix("jobs.").and_then(|k| k.split('.').next()) {
+                assert!(
+                    jobs["jobs"].get(job).is_some(),
+                    "{key}: no job {job} in the jobs chart"
+                );
+            }
+            templates += 1;
+        }
+    }
+    assert!(templates >= 7, "{templates} image templates");
     for wanted in [
         "trendstream-operator",
         "cdc-processor",
