@@ -19,7 +19,7 @@ STARTERS = {
 ALL = list(STARTERS)
 
 
-def _install(selected: list[str]) -> None:
+def _install(selected: list[str], shipping: bool = True) -> None:
     packages = list(install.BUILD_PACKAGES) + install.TEST_PACKAGES
     for name in selected:
         packages += install.COMPONENT_PACKAGES.get(name, [])
@@ -29,6 +29,8 @@ def _install(selected: list[str]) -> None:
     if "gcs" in selected:
         install.python_tools()
     install.api_test_tools()
+    if shipping:
+        install.shipping_tools()
     if "k8s" in selected:
         for module in ("etcd", "k8s", "kwok"):
             install.go_tools(module)
@@ -49,11 +51,12 @@ def up(selected: list[str]) -> None:
         fail(f"the environment is already up ({', '.join(running)}); run e2e/env/down first")
     start = time.monotonic()
     with phase("install (cached after the first run)"):
-        _install(selected)
+        _install(selected, shipping=False)
     shutil.rmtree(paths.STATE, ignore_errors=True)
     paths.LOGS.mkdir(parents=True)
     values: dict[str, str] = {"TRENDSTREAM_ENV_DIR": str(paths.STATE),
                               "SCHEMATHESIS": str(install.api_test_tools() / "schemathesis")}
+    values.update(install.shipping_tools(build=False))
     try:
         waits = []
         with phase("start components"):

@@ -7,6 +7,7 @@ hash of the file that pins it, so a changed pin builds anew and an unchanged one
 """
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -126,6 +127,8 @@ GO_TOOLS = {
     "k8s": ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager",
             "k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kubectl"],
     "kwok": ["sigs.k8s.io/kwok/cmd/kwok"],
+    "helm": ["helm.sh/helm/v3/cmd/helm"],
+    "kubeconform": ["github.com/yannh/kubeconform/cmd/kubeconform"],
 }
 
 
@@ -140,7 +143,7 @@ def go_tools(module: str) -> Path:
         with phase(f"build {module} from its Go module (cached afterwards)"):
             bin_dir = target / "bin"
             bin_dir.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", f"{bin_dir}/"]
+            subprocess.run(["nice", "-n", "10", "go", "build", "-trimpath", "-ldflags=-s -w", "-o", f"{bin_dir}/"]
                            + GO_TOOLS[module], cwd=source, check=True)
             if module == "etcd":
                 # etcd's main package is its server module's root, go.etcd.io/etcd/server/v3,
@@ -173,3 +176,115 @@ def _kwok_stages(source: Path, target: Path) -> None:
 
 def kwok_stages() -> Path:
     return go_tools("kwok").parent / "stages.yaml"
+
+
+def _module_dir(module: str, cwd: Path | None = None) -> Path:
+    """The source of `module` ("path@version", or a dependency of the module in `cwd`) in Go's
+    module cache, downloaded when missing."""
+    if cwd is not None:
+        # `go list -m` names the directory only once the module is downloaded.
+        subprocess.run(["go", "mod", "download", module], cwd=cwd, check=True)
+        out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=cwd, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        if not out:
+            raise RuntimeError(f"{module} has no directory in the module cache after download")
+        return Path(out)
+    info = json.loads(subprocess.run(["go", "mod", "download", "-json", module], check=True,
+                                     capture_output=True, text=True).stdout)
+    if "Error" in info:
+        raise RuntimeError(info["Error"])
+    return Path(info["Dir"])
+
+
+# OpenTofu for `tofu fmt -check` on terraform/ (the same HCL formatter as Terraform's). Terraform
+# itself cannot be built from the module proxy: its go.mod replaces nested modules of its own
+# repository with local directories, which module zips leave out. OpenTofu's module is whole; it
+# is built in its own directory so that its go.mod's replace directive (its HCL fork) holds.
+OPENTOFU = "github.com/opentofu/opentofu@v1.12.6"
+
+
+def _opentofu_dir() -> Path:
+    return paths.CACHE / f"opentofu-{hashlib.sha256(OPENTOFU.encode()).hexdigest()[:12]}"
+
+
+def opentofu() -> Path:
+    """Returns the tofu binary."""
+    target = _opentofu_dir()
+    if not (target / ".complete").exists():
+        with phase(f"build {OPENTOFU} from its Go module (cached afterwards)"):
+            shutil.rmtree(target, ignore_errors=True)
+            (target / "bin").mkdir(parents=True)
+            subprocess.run(["nice", "-n", "10", "go", "build", "-trimpath", "-ldflags=-s -w",
+                            "-o", str(target / "bin" / "tofu"), "./cmd/tofu"],
+                           cwd=_module_dir(OPENTOFU), check=True)
+            _mark_complete(target)
+    return target / "bin" / "tofu"
+
+
+# Schemas the shipping tests validate against, each from the Go module that ships it:
+# (module, or a dependency of a wrapper module under go/; file in it; name in the cache).
+SCHEMA_SOURCES = [
+    # The API the test environment serves, in the release it runs.
+    ("k8s.io/kubernetes", "k8s", "api/openapi-spec/swagger.json", "kubernetes-swagger.json"),
+    # kubeconform's own CRD-to-JSON-schema conversion.
+    ("github.com/yannh/kubeconform", "kubeconform", "scripts/openapi2jsonschema.py", "openapi2jsonschema.py"),
+    ("github.com/argoproj/argo-cd/v3@v3.5.7", None, "manifests/crds/application-crd.yaml", "argocd-application-crd.yaml"),
+    ("github.com/argoproj/argo-cd/v3@v3.5.7", None, "manifests/crds/appproject-crd.yaml", "argocd-appproject-crd.yaml"),
+    ("github.com/prometheus-operator/prometheus-operator@v0.85.0", None,
+     "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml", "prometheusrule-crd.yaml"),
+    # skaffold.yaml's schema: the newest one skaffold ships.
+    ("github.com/GoogleContainerTools/skaffold/v2@v2.16.1", None, "docs-v2/content/en/schemas/v4beta13.json",
+     "skaffold-v4beta13.json"),
+]
+
+
+def _schema_sources_dir() -> Path:
+    pins = repr(SCHEMA_SOURCES).encode() + b"".join(
+        (paths.ENV_DIR / "go" / wrapper / "go.mod").read_bytes() for _, wrapper, _, _ in SCHEMA_SOURCES if wrapper)
+    return paths.CACHE / f"schema-sources-{hashlib.sha256(pins).hexdigest()[:12]}"
+
+
+def schema_sources() -> Path:
+    """A directory with the files of SCHEMA_SOURCES."""
+    target = _schema_sources_dir()
+    if not (target / ".complete").exists():
+        with phase("fetch the shipping tests' schemas from their Go modules"):
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            for module, wrapper, file, name in SCHEMA_SOURCES:
+                source = _module_dir(module, paths.ENV_DIR / "go" / wrapper if wrapper else None)
+                shutil.copyfile(source / file, target / name)
+            _mark_complete(target)
+    return target
+
+
+def shipping_tools(build: bool = True) -> dict[str, str]:
+    """What the shipping tests (e2e/tests/shipping.rs) run, as env-file entries: Helm, kubeconform,
+    OpenTofu, checkov and the Python checks' virtualenv (hadolint, python-hcl2, jsonschema), and
+    the schema sources. Without `build`, only when all of them are installed already: `up` (and so
+    `make demo`) does not wait for these builds, `install` (and so `make test`) does."""
+    tools = {
+        "HELM": lambda: go_tools("helm") / "helm",
+        "KUBECONFORM": lambda: go_tools("kubeconform") / "kubeconform",
+        "TOFU": opentofu,
+        "CHECKOV": lambda: _virtualenv("venv-checkov", paths.ENV_DIR / "requirements-checkov.txt") / "checkov",
+        "SHIPPING_PYTHON": lambda: _virtualenv("venv-shipping", paths.ENV_DIR / "requirements-shipping.txt") / "python",
+        "HADOLINT": lambda: _virtualenv("venv-shipping", paths.ENV_DIR / "requirements-shipping.txt") / "hadolint",
+        "SHIPPING_SCHEMAS": schema_sources,
+    }
+    if not build and not _shipping_tools_installed():
+        return {}
+    return {key: str(locate()) for key, locate in tools.items()}
+
+
+def _shipping_tools_installed() -> bool:
+    go = paths.ENV_DIR / "go"
+    done = [
+        _cached("go-helm", go / "helm" / "go.mod", go / "helm" / "go.sum")[1],
+        _cached("go-kubeconform", go / "kubeconform" / "go.mod", go / "kubeconform" / "go.sum")[1],
+        _cached("venv-checkov", paths.ENV_DIR / "requirements-checkov.txt")[1],
+        _cached("venv-shipping", paths.ENV_DIR / "requirements-shipping.txt")[1],
+        (_opentofu_dir() / ".complete").exists(),
+        (_schema_sources_dir() / ".complete").exists(),
+    ]
+    return all(done)
