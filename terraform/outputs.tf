@@ -63,6 +63,7 @@ output "jobs_values" {
     redis = {
       url                = "rediss://${google_redis_instance.features.host}:${google_redis_instance.features.port}"
       passwordSecretName = "redis-auth"
+      caSecretName       = "redis-ca"
     }
     jobs = {
       for job, account in google_service_account.jobs :

@@ -27,6 +27,7 @@ merged over it. Argument: (list $ $name $job). */ -}}
 {{- if hasKey $spec "redis" -}}
 {{- with $v.redis.url -}}{{- $_ := set $spec.redis "url" . -}}{{- end -}}
 {{- with $v.redis.passwordSecretName -}}{{- $_ := set $spec.redis "passwordSecretRef" (dict "name" .) -}}{{- end -}}
+{{- with $v.redis.caSecretName -}}{{- $_ := set $spec.redis "caSecretRef" (dict "name" .) -}}{{- end -}}
 {{- end -}}
 {{- if and $v.checkpoint.gcsBucket (hasKey $spec "checkpoint") (hasKey $spec.checkpoint "gcs") -}}
 {{- $_ := set $spec.checkpoint.gcs "bucket" $v.checkpoint.gcsBucket -}}
