@@ -99,7 +99,9 @@ pub fn run<P: Processor>(
         });
     }
 
-    let partitions = input_partitions(&options)?;
+    // One metadata client for the start-up checks.
+    let probe = metadata_client(&options)?;
+    let partitions = input_partitions(&probe, &options)?;
     let mut stores: Vec<String> = processor.stores().iter().map(|s| (*s).to_owned()).collect();
     stores.push(RUNTIME_STORE.to_owned());
     let changelogs: Vec<String> = stores.iter().map(|s| options.changelog_topic(s)).collect();
@@ -134,7 +136,8 @@ pub fn run<P: Processor>(
         ))
         .context("creating changelog, dead-letter and late topics")?;
     let per_partition: Vec<String> = changelogs.iter().chain(&internal).cloned().collect();
-    check_state_topics(&options, &per_partition, partitions)?;
+    check_state_topics(&probe, &per_partition, partitions)?;
+    drop(probe);
 
     let producer: BaseProducer<DeliveryTracker> = ClientConfig::new()
         .set("bootstrap.servers", &options.bootstrap_servers)
@@ -358,11 +361,10 @@ fn metadata_client(options: &RuntimeOptions) -> anyhow::Result<BaseConsumer> {
 
 /// The partition count every input topic shares: state is kept per partition number, so all
 /// inputs must be co-partitioned (same count, same key → same partition number).
-fn input_partitions(options: &RuntimeOptions) -> anyhow::Result<i32> {
-    let probe = metadata_client(options)?;
+fn input_partitions(probe: &BaseConsumer, options: &RuntimeOptions) -> anyhow::Result<i32> {
     let mut counts = Vec::new();
     for topic in &options.input_topics {
-        let count = changelog::partition_count(&probe, topic)?;
+        let count = changelog::partition_count(probe, topic)?;
         if count == 0 {
             anyhow::bail!(
                 "KAFKA_INPUT_TOPICS: topic {topic} does not exist on {}",
@@ -378,17 +380,16 @@ fn input_partitions(options: &RuntimeOptions) -> anyhow::Result<i32> {
 /// existed with another partition count — after the input topics were given more partitions,
 /// say — would put state where no task reads it: refuse to start instead.
 fn check_state_topics(
-    options: &RuntimeOptions,
+    probe: &BaseConsumer,
     topics: &[String],
     partitions: i32,
 ) -> anyhow::Result<()> {
-    let probe = metadata_client(options)?;
     let mut counts = vec![("the input topics".to_owned(), partitions)];
     for topic in topics {
         // A topic created a moment ago may not be in the metadata yet.
         let deadline = Instant::now() + Duration::from_secs(10);
         let count = loop {
-            let count = changelog::partition_count(&probe, topic)?;
+            let count = changelog::partition_count(probe, topic)?;
             if count > 0 || Instant::now() >= deadline {
                 break count;
             }
