@@ -17,10 +17,11 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +46,8 @@ pub enum Error {
     Build(#[from] BuildError),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("the watch cache of {0} stopped")]
+    CacheStopped(&'static str),
 }
 
 impl Error {
@@ -53,12 +56,40 @@ impl Error {
         match self {
             Self::Kube(_) => "api",
             Self::Build(_) => "spec",
+            Self::CacheStopped(_) => "cache",
             Self::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
                 _ => "finalizer",
             },
         }
+    }
+}
+
+/// The children the operator watches, as its watch caches last saw them.
+#[derive(Clone)]
+pub struct Caches {
+    pub statefulsets: Store<StatefulSet>,
+    pub deployments: Store<Deployment>,
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
+}
+
+impl Caches {
+    /// Waits for each cache's first complete list: before it, a missing object would look
+    /// deleted (and an HPA's replica count would be overwritten by the spec's).
+    async fn ready(&self) -> Result<(), Error> {
+        self.statefulsets
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::CacheStopped("StatefulSets"))?;
+        self.deployments
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::CacheStopped("Deployments"))?;
+        self.autoscalers
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::CacheStopped("HorizontalPodAutoscalers"))
     }
 }
 
@@ -69,12 +100,16 @@ pub struct Context {
     pub kafka: KafkaInspector,
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
+    pub caches: Caches,
     /// Consecutive failures per job, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Per job, the fingerprint of the children last applied and when: an unchanged desired
     /// state is not sent again until REAPPLY has passed (server-side apply of an unchanged
     /// object still costs the API server a full merge).
     applied: Mutex<HashMap<String, (String, Instant)>>,
+    /// Jobs whose HPA this process applied and has not deleted since: the autoscaler cache
+    /// may not have seen an HPA applied moments ago (a suspend right after it must delete it).
+    autoscaled: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -84,6 +119,7 @@ impl Context {
         kafka: KafkaInspector,
         reporter: Reporter,
         metrics: Arc<Metrics>,
+        caches: Caches,
     ) -> Self {
         Self {
             client,
@@ -91,8 +127,32 @@ impl Context {
             kafka,
             reporter,
             metrics,
+            caches,
             failures: Mutex::default(),
             applied: Mutex::default(),
+            autoscaled: Mutex::default(),
+        }
+    }
+
+    /// Whether the job may have an HPA: the cache has one, or this process applied one.
+    fn may_have_autoscaler(&self, job_key: &str, namespace: &str, name: &str) -> bool {
+        self.autoscaled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(job_key)
+            || self
+                .caches
+                .autoscalers
+                .get(&ObjectRef::new(name).within(namespace))
+                .is_some()
+    }
+
+    fn remember_autoscaler(&self, job_key: &str, applied: bool) {
+        let mut autoscaled = self.autoscaled.lock().unwrap_or_else(|p| p.into_inner());
+        if applied {
+            autoscaled.insert(job_key.to_owned());
+        } else {
+            autoscaled.remove(job_key);
         }
     }
 
@@ -232,7 +292,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     };
     observed.partitions = Some(partitions);
 
-    let existing = fetch_workload(job, &namespace, &name, ctx).await?;
+    let existing = observe_workload(job, &namespace, &name, ctx).await?;
     let current = existing.as_ref().map(|w| w.spec_replicas);
     let desired = match builders::desired(job, partitions, current, &ctx.defaults) {
         Ok(desired) => desired,
@@ -248,7 +308,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
         Some(existing) if ctx.applied_recently(&job_key, &fingerprint) => existing,
         _ => {
             ctx.remember_applied(&job_key, None);
-            let applied = apply_children(&desired, &namespace, ctx).await?;
+            let applied = apply_children(&desired, &namespace, &job_key, ctx).await?;
             ctx.remember_applied(&job_key, Some(fingerprint));
             applied
         }
@@ -312,22 +372,23 @@ impl WorkloadState {
     }
 }
 
-/// The job's workload now, `None` before it exists.
-async fn fetch_workload(
+/// The job's workload as the watch cache has it, `None` before it exists.
+async fn observe_workload(
     job: &StreamJob,
     namespace: &str,
     name: &str,
     ctx: &Context,
 ) -> Result<Option<WorkloadState>, Error> {
+    ctx.caches.ready().await?;
     Ok(if job.spec.processor.is_stateful() {
-        Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace)
-            .get_opt(name)
-            .await?
+        ctx.caches
+            .statefulsets
+            .get(&ObjectRef::new(name).within(namespace))
             .map(|sts| WorkloadState::of_stateful_set(&sts))
     } else {
-        Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
-            .get_opt(name)
-            .await?
+        ctx.caches
+            .deployments
+            .get(&ObjectRef::new(name).within(namespace))
             .map(|d| WorkloadState::of_deployment(&d))
     })
 }
@@ -414,6 +475,7 @@ where
 async fn apply_children(
     desired: &Desired,
     namespace: &str,
+    job_key: &str,
     ctx: &Context,
 ) -> Result<WorkloadState, Error> {
     let client = &ctx.client;
@@ -437,15 +499,25 @@ async fn apply_children(
     };
     let autoscaler = async {
         match &desired.autoscaler {
-            Some(hpa) => apply_one(client, namespace, hpa).await.map(drop),
+            Some(hpa) => {
+                apply_one(client, namespace, hpa).await?;
+                ctx.remember_autoscaler(job_key, true);
+                Ok(())
+            }
             None => {
                 let name = desired.service.metadata.name.clone().unwrap_or_default();
+                // Most jobs never had one: ask only when there may be one to delete.
+                if !ctx.may_have_autoscaler(job_key, namespace, &name) {
+                    return Ok(());
+                }
                 let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
                 match api.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                    Err(err) => Err(err.into()),
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(err) => return Err(err.into()),
                 }
+                ctx.remember_autoscaler(job_key, false);
+                Ok(())
             }
         }
     };
@@ -539,6 +611,7 @@ async fn publish(
 /// (the garbage collector); what is not owned is cleaned up here, per `checkpoint.onDelete`.
 async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     ctx.remember_applied(&key(job), None);
+    ctx.remember_autoscaler(&key(job), false);
     let namespace = job.namespace().unwrap_or_default();
     if job.spec.processor.is_stateful() && job.spec.checkpoint.on_delete == OnDelete::Delete {
         // StatefulSet volume claims are not owned by the job; delete them explicitly rather

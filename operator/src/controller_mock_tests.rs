@@ -7,6 +7,8 @@ use super::*;
 use futures::channel::oneshot;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -109,10 +111,73 @@ fn kafka(lag: Option<i64>) -> KafkaInspector {
     }
 }
 
-/// A Context whose client talks to the returned mock API server.
-fn context(kafka: KafkaInspector) -> (Arc<Context>, ApiServerHandle) {
+/// The operator's watch caches, which the tests fill as the watches would.
+struct Cache {
+    statefulsets: Writer<StatefulSet>,
+    autoscalers: Writer<HorizontalPodAutoscaler>,
+    /// Kept so the Deployment cache stays open.
+    _deployments: Writer<Deployment>,
+}
+
+/// A writer whose store has had its first (empty) list.
+fn listed<K>() -> (Store<K>, Writer<K>)
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    (store, writer)
+}
+
+impl Cache {
+    fn new() -> (Caches, Self) {
+        let (statefulsets, statefulset_writer) = listed();
+        let (deployments, deployment_writer) = listed();
+        let (autoscalers, autoscaler_writer) = listed();
+        let caches = Caches {
+            statefulsets,
+            deployments,
+            autoscalers,
+        };
+        let cache = Self {
+            statefulsets: statefulset_writer,
+            autoscalers: autoscaler_writer,
+            _deployments: deployment_writer,
+        };
+        (caches, cache)
+    }
+
+    /// The StatefulSet `name` as the watch last saw it: `object`, or deleted.
+    fn statefulset(&mut self, name: &str, object: Option<Value>) {
+        let event = match object {
+            Some(object) => watcher::Event::Apply(serde_json::from_value(object).unwrap()),
+            None => {
+                let mut gone = StatefulSet::default();
+                gone.metadata.name = Some(name.into());
+                gone.metadata.namespace = Some(NS.into());
+                watcher::Event::Delete(gone)
+            }
+        };
+        self.statefulsets.apply_watcher_event(&event);
+    }
+
+    /// The job `name` has an HPA.
+    fn autoscaler(&mut self, name: &str) {
+        let mut hpa = HorizontalPodAutoscaler::default();
+        hpa.metadata.name = Some(name.into());
+        hpa.metadata.namespace = Some(NS.into());
+        self.autoscalers
+            .apply_watcher_event(&watcher::Event::Apply(hpa));
+    }
+}
+
+/// A Context whose client talks to the returned mock API server, and whose watch caches are
+/// the returned Cache.
+fn context(kafka: KafkaInspector) -> (Arc<Context>, ApiServerHandle, Cache) {
     let (mock_service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(mock_service, "default");
+    let (caches, cache) = Cache::new();
     let ctx = Context::new(
         client,
         Defaults::default(),
@@ -122,8 +187,9 @@ fn context(kafka: KafkaInspector) -> (Arc<Context>, ApiServerHandle) {
             instance: None,
         },
         Arc::new(Metrics::default()),
+        caches,
     );
-    (Arc::new(ctx), handle)
+    (Arc::new(ctx), handle, cache)
 }
 
 /// A StatefulSet as the API server returns it: `spec.replicas`, and a status that has caught up
@@ -270,8 +336,11 @@ enum Hpa {
     Applied,
     /// Deleted; the HPA existed.
     Deleted,
-    /// Deleted; there was none (404, which the reconciler tolerates).
+    /// Deleted; the cache still had it, the API server has none (404, which the reconciler
+    /// tolerates).
     AlreadyGone,
+    /// None is asked for and none may exist: no request.
+    Absent,
 }
 
 /// The bodies of the children the reconciler applied.
@@ -388,8 +457,10 @@ impl ApiServerVerifier {
             (Method::PATCH.to_string(), config_map_path.clone()),
             (Method::PATCH.to_string(), service_path.clone()),
             (Method::PATCH.to_string(), disruption_budget_path.clone()),
-            (hpa_method.to_string(), hpa_path(name)),
         ]);
+        if hpa != Hpa::Absent {
+            expected.insert((hpa_method.to_string(), hpa_path(name)));
+        }
         if stateful {
             expected.insert((Method::PATCH.to_string(), headless_path.clone()));
         }
@@ -488,18 +559,8 @@ impl ApiServerVerifier {
 
     /// After the test's script: no further request may come until the reconciler is done.
     /// Returns the handle, for a test that reconciles again with the same Context.
-    /// The reconciler's first look at the StatefulSet `name`: answered with `answer`, or 404.
-    async fn get_statefulset(&mut self, name: &str, answer: Option<Value>) {
-        self.expect(Method::GET, &statefulset_path(name), |_| match answer {
-            Some(body) => (StatusCode::OK, body),
-            None => not_found(&format!("statefulsets.apps \"{name}\"")),
-        })
-        .await;
-    }
-
     /// A new fraud job's children applied, observed with `replicas` ready, reported Running.
     async fn fraud_applied_and_running(&mut self, job: &StreamJob, hpa: Hpa, replicas: i32) {
-        self.get_statefulset("fraud", None).await;
         let applied = self
             .apply_children("fraud", true, hpa, statefulset("fraud", replicas, replicas))
             .await;
@@ -590,7 +651,7 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 async fn a_new_job_gets_the_finalizer_and_is_applied_in_the_same_pass() {
     let mut job = fraud();
     job.metadata.finalizers = None;
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
     let added = job.clone();
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let mut echoed = added.clone();
@@ -615,7 +676,7 @@ async fn a_new_job_gets_the_finalizer_and_is_applied_in_the_same_pass() {
 async fn a_job_with_other_finalizers_gets_ours_appended() {
     let mut job = fraud();
     job.metadata.finalizers = Some(vec!["example.com/other".into()]);
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
     let echoed = job.clone();
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let patch = server.job_json_patch(&echoed).await;
@@ -636,12 +697,12 @@ async fn a_job_with_other_finalizers_gets_ours_appended() {
 #[tokio::test]
 async fn a_job_is_applied_observed_and_reported_running() {
     let job = fraud();
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
     let expected = job.clone();
+    cache.statefulset("fraud", None);
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let job = expected;
         // The current replica count: no StatefulSet yet.
-        server.get_statefulset("fraud", None).await;
         // The StatefulSet as the apply leaves it, which is what the workload runs now.
         let applied = server
             .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
@@ -664,7 +725,7 @@ async fn a_job_is_applied_observed_and_reported_running() {
         assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "StatefulSet");
         assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "fraud");
 
-        // No second GET: the status comes from the answer to the StatefulSet's apply.
+        // The status comes from the answer to the StatefulSet's apply.
         let status = server.status_patch(&job).await;
         assert_eq!(status["phase"], "Running");
         assert_eq!(status["replicas"], 6);
@@ -694,14 +755,12 @@ async fn a_job_is_applied_observed_and_reported_running() {
 #[tokio::test]
 async fn the_autoscalers_replica_count_is_kept_and_a_rollout_in_progress_is_deploying() {
     let job = fraud();
-    let (ctx, handle) = context(kafka(Some(7)));
+    let (ctx, handle, mut cache) = context(kafka(Some(7)));
     let expected = job.clone();
+    cache.statefulset("fraud", Some(statefulset("fraud", 9, 9)));
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let job = expected;
         // The HPA scaled the StatefulSet to 9.
-        server
-            .get_statefulset("fraud", Some(statefulset("fraud", 9, 9)))
-            .await;
         // The apply changed the spec (generation 8), which the StatefulSet controller has not
         // seen yet.
         let mut sts = statefulset("fraud", 9, 9);
@@ -725,13 +784,11 @@ async fn the_autoscalers_replica_count_is_kept_and_a_rollout_in_progress_is_depl
 #[tokio::test]
 async fn an_unchanged_status_is_not_written_again() {
     let job = with_status(fraud(), running_status());
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
     // A fresh Context has applied nothing yet: the first reconciliation applies.
+    cache.statefulset("fraud", Some(statefulset("fraud", 6, 6)));
     let (result, handle) =
         reconcile_keeping_server(job.clone(), ctx.clone(), handle, |mut server| async move {
-            server
-                .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
-                .await;
             server
                 .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
                 .await;
@@ -741,10 +798,8 @@ async fn an_unchanged_status_is_not_written_again() {
         .await;
     assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(30)));
     // The next one, with the same desired state, only looks at the workload.
-    let result = reconcile_with(job, ctx, handle, |mut server| async move {
-        server
-            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
-            .await;
+    cache.statefulset("fraud", Some(statefulset("fraud", 6, 6)));
+    let result = reconcile_with(job, ctx, handle, |server| async move {
         // No applies, no status patch and no Event.
         server
     })
@@ -755,13 +810,13 @@ async fn an_unchanged_status_is_not_written_again() {
 async fn suspend(hpa: Hpa) {
     let mut job = with_status(fraud(), running_status());
     job.spec.suspend = true;
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
     let expected = job.clone();
+    cache.statefulset("fraud", Some(statefulset("fraud", 6, 6)));
+    // The running job's HPA, as the watch saw it.
+    cache.autoscaler("fraud");
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let job = expected;
-        server
-            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
-            .await;
         let applied = server
             .apply_children("fraud", true, hpa, statefulset("fraud", 0, 0))
             .await;
@@ -829,27 +884,20 @@ async fn a_suspended_job_whose_status_is_current_is_left_alone() {
     }
     let mut job = with_status(fraud(), status);
     job.spec.suspend = true;
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
+    cache.statefulset("fraud", Some(statefulset("fraud", 0, 0)));
     let (result, handle) =
         reconcile_keeping_server(job.clone(), ctx.clone(), handle, |mut server| async move {
             server
-                .get_statefulset("fraud", Some(statefulset("fraud", 0, 0)))
-                .await;
-            server
-                .apply_children("fraud", true, Hpa::AlreadyGone, statefulset("fraud", 0, 0))
+                .apply_children("fraud", true, Hpa::Absent, statefulset("fraud", 0, 0))
                 .await;
             server
         })
         .await;
     assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(30)));
     // Applied moments ago and unchanged: not even the applies this time.
-    let result = reconcile_with(job, ctx, handle, |mut server| async move {
-        server
-            .get_statefulset("fraud", Some(statefulset("fraud", 0, 0)))
-            .await;
-        server
-    })
-    .await;
+    cache.statefulset("fraud", Some(statefulset("fraud", 0, 0)));
+    let result = reconcile_with(job, ctx, handle, |server| async move { server }).await;
     assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(30)));
 }
 
@@ -883,17 +931,15 @@ async fn reconcile_new_job(
 
 #[tokio::test]
 async fn an_unchanged_desired_state_is_not_applied_again_and_the_workload_is_observed() {
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
     let handle = reconcile_new_job(&ctx, handle, fraud(), Hpa::Applied, 6).await;
     let first = last_applied(&ctx, "fraud").unwrap();
     let job = with_status(fraud(), running_status());
     let expected = job.clone();
+    cache.statefulset("fraud", Some(statefulset("fraud", 6, 4)));
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
         let job = expected;
         // Two of the six replicas have stopped being ready since.
-        server
-            .get_statefulset("fraud", Some(statefulset("fraud", 6, 4)))
-            .await;
         // No applies: the status comes from the GET.
         let status = server.status_patch(&job).await;
         assert_eq!(status["phase"], "Degraded");
@@ -917,7 +963,7 @@ async fn an_unchanged_desired_state_is_not_applied_again_and_the_workload_is_obs
 
 #[tokio::test]
 async fn an_unchanged_desired_state_is_applied_again_after_the_reapply_interval() {
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
     let handle = reconcile_new_job(&ctx, handle, fraud(), Hpa::Applied, 6).await;
     let Some(long_ago) = Instant::now().checked_sub(REAPPLY) else {
         eprintln!("skipped: the monotonic clock is younger than REAPPLY");
@@ -930,10 +976,8 @@ async fn an_unchanged_desired_state_is_applied_again_after_the_reapply_interval(
         fingerprint.clone()
     };
     let job = with_status(fraud(), running_status());
+    cache.statefulset("fraud", Some(statefulset("fraud", 6, 6)));
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
-        server
-            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
-            .await;
         // Everything again, in case a child was changed by hand; the status is current.
         server
             .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
@@ -949,17 +993,15 @@ async fn an_unchanged_desired_state_is_applied_again_after_the_reapply_interval(
 
 #[tokio::test]
 async fn a_suspend_is_applied_at_once() {
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
     let handle = reconcile_new_job(&ctx, handle, fraud(), Hpa::Applied, 6).await;
     let (before, _) = last_applied(&ctx, "fraud").unwrap();
     let mut job = with_status(fraud(), running_status());
     job.spec.suspend = true;
     let expected = job.clone();
+    cache.statefulset("fraud", Some(statefulset("fraud", 6, 6)));
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
         let job = expected;
-        server
-            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
-            .await;
         let applied = server
             .apply_children("fraud", true, Hpa::Deleted, statefulset("fraud", 0, 0))
             .await;
@@ -981,18 +1023,16 @@ async fn a_new_partitions_per_replica_is_applied_at_once() {
     // Without an autoscaler the replica count follows partitionsPerReplica: 12 / 2 = 6.
     let mut job = fraud();
     job.spec.autoscaling = None;
-    let (ctx, handle) = context(kafka(Some(42)));
-    let handle = reconcile_new_job(&ctx, handle, job.clone(), Hpa::AlreadyGone, 6).await;
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
+    let handle = reconcile_new_job(&ctx, handle, job.clone(), Hpa::Absent, 6).await;
     let mut job = with_status(job, running_status());
     job.spec.parallelism.partitions_per_replica = Some(3);
     let expected = job.clone();
+    cache.statefulset("fraud", Some(statefulset("fraud", 6, 6)));
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
         let job = expected;
-        server
-            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
-            .await;
         let applied = server
-            .apply_children("fraud", true, Hpa::AlreadyGone, statefulset("fraud", 4, 4))
+            .apply_children("fraud", true, Hpa::Absent, statefulset("fraud", 4, 4))
             .await;
         assert_eq!(
             applied.workload["spec"]["replicas"], 4,
@@ -1012,14 +1052,14 @@ async fn a_new_partitions_per_replica_is_applied_at_once() {
 
 #[tokio::test]
 async fn a_workload_deleted_by_hand_is_applied_again_at_once() {
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
     let handle = reconcile_new_job(&ctx, handle, fraud(), Hpa::Applied, 6).await;
     let before = last_applied(&ctx, "fraud").unwrap();
     let job = with_status(fraud(), running_status());
     let expected = job.clone();
+    cache.statefulset("fraud", None);
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
         let job = expected;
-        server.get_statefulset("fraud", None).await;
         // Created anew: no pod yet.
         let mut created = statefulset("fraud", 6, 0);
         created["metadata"]["generation"] = json!(1);
@@ -1047,13 +1087,13 @@ async fn a_workload_deleted_by_hand_is_applied_again_at_once() {
 
 #[tokio::test]
 async fn a_failed_apply_is_not_remembered() {
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
     let handle = reconcile_new_job(&ctx, handle, fraud(), Hpa::Applied, 6).await;
     let job = with_status(fraud(), running_status());
     // The StatefulSet was deleted by hand, and the apply that follows fails half-way.
+    cache.statefulset("fraud", None);
     let (result, handle) =
         reconcile_keeping_server(job.clone(), ctx.clone(), handle, |mut server| async move {
-            server.get_statefulset("fraud", None).await;
             let core = format!("/api/v1/namespaces/{NS}");
             server.apply(&format!("{core}/serviceaccounts/fraud")).await;
             let call = server
@@ -1073,10 +1113,8 @@ async fn a_failed_apply_is_not_remembered() {
     assert_eq!(last_applied(&ctx, "fraud"), None, "forgotten");
     // The StatefulSet is back (say, restored by hand) with the same desired state: a
     // remembered fingerprint would skip the applies, a forgotten one does not.
+    cache.statefulset("fraud", Some(statefulset("fraud", 6, 6)));
     let result = reconcile_with(job, ctx.clone(), handle, |mut server| async move {
-        server
-            .get_statefulset("fraud", Some(statefulset("fraud", 6, 6)))
-            .await;
         server
             .apply_children("fraud", true, Hpa::Applied, statefulset("fraud", 6, 6))
             .await;
@@ -1106,22 +1144,12 @@ spec:
 "#,
     )
     .unwrap();
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
     let expected = job.clone();
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let job = expected;
-        server
-            .expect(Method::GET, &deployment_path("features"), |_| {
-                not_found("deployments.apps \"features\"")
-            })
-            .await;
         let applied = server
-            .apply_children(
-                "features",
-                false,
-                Hpa::AlreadyGone,
-                deployment("features", 3, 3),
-            )
+            .apply_children("features", false, Hpa::Absent, deployment("features", 3, 3))
             .await;
         assert_eq!(applied.workload["kind"], "Deployment");
         assert_eq!(applied.workload["spec"]["replicas"], 3);
@@ -1147,7 +1175,7 @@ fn deleting(on_delete: &str, finalizers: &[&str]) -> StreamJob {
 #[tokio::test]
 async fn deletion_with_on_delete_delete_removes_the_state_volumes() {
     let job = deleting("Delete", &[FINALIZER]);
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
     let expected = job.clone();
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let job = expected;
@@ -1198,7 +1226,7 @@ async fn deletion_with_on_delete_delete_removes_the_state_volumes() {
 #[tokio::test]
 async fn deletion_with_on_delete_retain_keeps_the_state_volumes() {
     let job = deleting("Retain", &["example.com/other", FINALIZER]);
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
     let expected = job.clone();
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let job = expected;
@@ -1225,7 +1253,7 @@ async fn deletion_with_on_delete_retain_keeps_the_state_volumes() {
 #[tokio::test]
 async fn a_failed_volume_deletion_keeps_the_finalizer() {
     let job = deleting("Delete", &[FINALIZER]);
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         server
             .expect(
@@ -1255,9 +1283,9 @@ async fn a_failed_volume_deletion_keeps_the_finalizer() {
 #[tokio::test]
 async fn an_api_error_fails_the_reconciliation_with_category_api() {
     let job = fraud();
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
+    cache.statefulset("fraud", None);
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
-        server.get_statefulset("fraud", None).await;
         server
             .expect(
                 Method::PATCH,
@@ -1292,7 +1320,7 @@ async fn unknown_partitions_block_the_job_without_touching_its_children() {
     let mut job = fraud();
     job.spec.kafka.partitions = None;
     // The fixed inspector knows no topics: discovery fails.
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
     let expected = job.clone();
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         let job = expected;
@@ -1316,7 +1344,7 @@ async fn unknown_partitions_block_the_job_without_touching_its_children() {
 async fn a_refused_event_does_not_fail_the_reconciliation() {
     let mut job = fraud();
     job.spec.kafka.partitions = None;
-    let (ctx, handle) = context(kafka(None));
+    let (ctx, handle, _cache) = context(kafka(None));
     let expected = job.clone();
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
         server.status_patch(&expected).await;
@@ -1336,7 +1364,7 @@ async fn a_refused_event_does_not_fail_the_reconciliation() {
 
 #[tokio::test]
 async fn error_policy_backs_off_exponentially_per_job_and_a_success_resets_it() {
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
     let job = Arc::new(fraud());
     let mut other = fraud();
     other.metadata.name = Some("orders".into());
@@ -1381,19 +1409,23 @@ async fn error_policy_backs_off_exponentially_per_job_and_a_success_resets_it() 
 
 #[tokio::test]
 async fn a_failed_reconciliation_does_not_reset_the_backoff() {
-    let (ctx, handle) = context(kafka(Some(42)));
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
     let job = fraud();
     let error = Error::Build(BuildError::MissingMetadata("uid"));
     error_policy(Arc::new(job.clone()), &error, ctx.clone());
     error_policy(Arc::new(job.clone()), &error, ctx.clone());
     let result = reconcile_with(job.clone(), ctx.clone(), handle, |mut server| async move {
         server
-            .expect(Method::GET, &statefulset_path("fraud"), |_| {
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    status(500, "InternalError", "etcdserver: leader changed"),
-                )
-            })
+            .expect(
+                Method::PATCH,
+                &format!("/api/v1/namespaces/{NS}/serviceaccounts/fraud"),
+                |_| {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        status(500, "InternalError", "etcdserver: leader changed"),
+                    )
+                },
+            )
             .await;
         server
     })

@@ -87,21 +87,6 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.common.http_addr))?;
     tokio::spawn(serve_http(listener, metrics.clone(), ready.clone()));
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Defaults {
-            image_registry: config.image_registry.clone(),
-            image_tag: config.image_tag.clone(),
-            lag_metric: config.lag_metric.clone(),
-        },
-        KafkaInspector::broker(Duration::from_secs(config.kafka_timeout_seconds)),
-        Reporter {
-            controller: "trendstream-operator".into(),
-            instance: Some(identity.clone()),
-        },
-        metrics,
-    ));
-
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<&'static str>();
     let _lease = if config.leader_election {
         let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
@@ -142,7 +127,28 @@ async fn main() -> anyhow::Result<()> {
             Ok(reason) = lost_rx => tracing::warn!(reason, "stopping"),
         }
     };
-    runner::run(ctx, config.namespace.clone(), config.concurrency, shutdown).await;
+    let defaults = Defaults {
+        image_registry: config.image_registry.clone(),
+        image_tag: config.image_tag.clone(),
+        lag_metric: config.lag_metric.clone(),
+    };
+    let reporter = Reporter {
+        controller: "trendstream-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let kafka = KafkaInspector::broker(Duration::from_secs(config.kafka_timeout_seconds));
+    let make_context = {
+        let client = client.clone();
+        move |caches| Context::new(client, defaults, kafka, reporter, metrics, caches)
+    };
+    runner::run(
+        client,
+        make_context,
+        config.namespace.clone(),
+        config.concurrency,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
