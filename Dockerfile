@@ -9,6 +9,9 @@
 # the binary links against is the one it runs on); pin a digest here when releasing.
 ARG RUST_IMAGE=rust:1.95.0-slim-trixie
 ARG RUNTIME_IMAGE=debian:13.2-slim
+# The `local` stage's base: a Debian of the build host's release (e2e/env makes it with
+# debootstrap), so host-built binaries find the glibc and libstdc++ they were linked against.
+ARG LOCAL_BASE_IMAGE=localhost/trendstream/debian-base:latest
 
 FROM ${RUST_IMAGE} AS chef
 # RocksDB needs clang (bindgen) and a C++ compiler; rdkafka builds its bundled librdkafka with
@@ -36,6 +39,19 @@ RUN test -n "${PACKAGE}" || { echo "--build-arg PACKAGE is required" >&2; exit 1
 RUN cargo build --release --locked -p "${PACKAGE}" --bin "${BINARY}" \
     && install -D "target/release/${BINARY}" /out/usr/local/bin/app
 
+# Images from binaries built on the host (`--target local`, the build context holding just
+# the binary as `app`): the test environment builds these, where no Rust image can be pulled.
+# The same user, entry point and port as the production image below.
+FROM ${LOCAL_BASE_IMAGE} AS local
+ARG BINARY
+LABEL org.opencontainers.image.title="${BINARY}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY app /usr/local/bin/app
+USER 65532:65532
+EXPOSE 9090
+ENTRYPOINT ["/usr/local/bin/app"]
+
+# The production image: the default target.
 FROM ${RUNTIME_IMAGE}
 ARG BINARY
 LABEL org.opencontainers.image.title="${BINARY}" \

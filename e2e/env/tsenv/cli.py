@@ -1,22 +1,33 @@
 """`up`, `down` and `install`: the commands behind e2e/env/up, e2e/env/down and e2e/env/install."""
 
 import argparse
+import os
 import shutil
 import sys
 import time
+from pathlib import Path
 
-from . import components, install, kubernetes, paths, procs
+from . import components, images, install, kubernetes, node, paths, procs
 from .log import fail, phase, say
 
+# In start order; each takes the shared context (the node's address, what the control plane and
+# the registry tell the node) and returns its env-file entries and a readiness wait.
 STARTERS = {
     "kafka": components.start_kafka,
     "redis": components.start_redis,
     "postgres": components.start_postgres,
     "gcs": components.start_gcs,
     "prometheus": components.start_prometheus,
+    "registry": components.start_registry,
     "k8s": kubernetes.start,
+    "node": lambda ctx: node.start(ctx["k8s"], ctx.get("registry")),
+    "kwok": kubernetes.start_kwok,
 }
 ALL = list(STARTERS)
+# kwok's fake node is for scale benchmarks (`e2e/env/up k8s kafka kwok`): where the real node
+# runs, pods belong on it.
+DEFAULT = [c for c in ALL if c != "kwok"]
+NEEDS = {"node": ["k8s", "registry"], "kwok": ["k8s"]}
 
 
 def _install(selected: list[str], shipping: bool = True) -> None:
@@ -32,8 +43,42 @@ def _install(selected: list[str], shipping: bool = True) -> None:
     if shipping:
         install.shipping_tools()
     if "k8s" in selected:
-        for module in ("etcd", "k8s", "kwok"):
+        for module in ("etcd", "k8s"):
             install.go_tools(module)
+    if "kwok" in selected:
+        install.go_tools("kwok")
+    if "registry" in selected:
+        install.go_tools("registry")
+    if "node" in selected:
+        for module in ("containerd", "node"):
+            install.go_tools(module)
+
+
+def _read_env() -> dict[str, str]:
+    values = {}
+    for line in paths.ENV_FILE.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values
+
+
+def build_images(profile: str, only: list[str]) -> None:
+    """Builds the service images from the binaries of a cargo profile, pushes them to the
+    environment's registry and adds their references to the env file."""
+    if not paths.ENV_FILE.exists():
+        fail("the environment is not up (no env file); run e2e/env/up first")
+    values = _read_env()
+    if "REGISTRY" not in values:
+        fail("the environment has no registry; run e2e/env/up with the registry component")
+    install.apt_packages(install.COMPONENT_PACKAGES["node"])
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or paths.CACHE / "cargo-target")
+    with phase(f"images from the {profile} binaries in {target}"):
+        values.update(images.build_and_push(values["REGISTRY"], target / profile, only))
+    _write_env(values)
+    for key, value in sorted(values.items()):
+        if key.startswith("IMAGE_"):
+            say(f"  {key}={value}")
 
 
 def _write_env(values: dict[str, str]) -> None:
@@ -57,11 +102,17 @@ def up(selected: list[str]) -> None:
     values: dict[str, str] = {"TRENDSTREAM_ENV_DIR": str(paths.STATE),
                               "SCHEMATHESIS": str(install.api_test_tools() / "schemathesis")}
     values.update(install.shipping_tools(build=False))
+    ctx: dict = {}
     try:
+        if "node" in selected:
+            # First: the other components listen on the node's address too.
+            with phase("create the node's bridge"):
+                values.update(node.create_bridge())
+            ctx.update(node_ip=node.NODE_IP, pod_cidr=node.POD_CIDR)
         waits = []
         with phase("start components"):
             for name in selected:
-                env, wait = STARTERS[name]()
+                env, wait = STARTERS[name](ctx)
                 values.update(env)
                 waits.append((name, wait))
         for name, wait in waits:
@@ -79,14 +130,17 @@ def up(selected: list[str]) -> None:
 
 
 def _down() -> list[str]:
+    node.stop_pods()
     left = procs.stop_all()
     components.cleanup_postgres()
+    node.cleanup()
     return left
 
 
 def down() -> None:
     started = procs.load_started()
     if not started:
+        node.cleanup()
         say("nothing to stop")
         return
     with phase(f"stop {', '.join(e.name for e in reversed(started))}"):
@@ -111,17 +165,23 @@ def main(argv: list[str] | None = None) -> None:
     for command in ("up", "install"):
         p = sub.add_parser(command)
         p.add_argument("components", nargs="*", metavar="COMPONENT",
-                       help=f"any of {', '.join(ALL)} (default: all)")
+                       help=f"any of {', '.join(ALL)} (default: all but kwok)")
     spawn = sub.add_parser("spawn", help="start a long-running command that `down` will stop")
     spawn.add_argument("name")
     spawn.add_argument("argv", nargs=argparse.REMAINDER)
+    build = sub.add_parser("images", help="build the service images and push them to the registry")
+    build.add_argument("--profile", default="release", help="the cargo profile whose binaries go in")
+    build.add_argument("names", nargs="*", metavar="IMAGE", help=f"any of {', '.join(images.IMAGES)}")
     sub.add_parser("down")
     sub.add_parser("status")
     args = parser.parse_args(argv)
     unknown = set(getattr(args, "components", [])) - set(ALL)
     if unknown:
         parser.error(f"unknown component(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL)}")
-    selected = [c for c in ALL if c in getattr(args, "components", [])] or ALL
+    chosen = set(getattr(args, "components", [])) or set(DEFAULT)
+    for name in list(chosen):
+        chosen.update(NEEDS.get(name, []))
+    selected = [c for c in ALL if c in chosen]
     if args.command == "up":
         up(selected)
     elif args.command == "install":
@@ -133,6 +193,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("spawn needs a command after the name")
         entry = procs.spawn(args.name, argv)
         say(f"{args.name} started, pid {entry.pid}, log {entry.log}")
+    elif args.command == "images":
+        unknown_images = set(args.names) - set(images.IMAGES)
+        if unknown_images:
+            parser.error(f"unknown image(s) {', '.join(sorted(unknown_images))}")
+        build_images(args.profile, args.names)
     elif args.command == "down":
         down()
     else:

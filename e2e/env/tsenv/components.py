@@ -42,11 +42,16 @@ logger.state.level = WARN
 """
 
 
-def start_kafka():
+def start_kafka(ctx: dict):
     libs = install.kafka()
     home = paths.STATE / "kafka"
     home.mkdir(parents=True)
     port, controller_port = procs.free_port(), procs.free_port()
+    # With the node, a second listener on its address: a client is told the address of the
+    # listener it bootstrapped from, so pods get the node's and host tests 127.0.0.1.
+    node_ip = ctx.get("node_ip")
+    node_port = procs.free_port() if node_ip else None
+    listeners = [f"PLAINTEXT://127.0.0.1:{port}"] + ([f"NODE://{node_ip}:{node_port}"] if node_ip else [])
     (home / "log4j2.properties").write_text(KAFKA_LOG4J)
     # One node that is both broker and controller. Transactions need their internal topics to be
     # satisfiable on one node, hence replication factor 1 and min ISR 1 throughout.
@@ -54,11 +59,11 @@ def start_kafka():
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners={",".join(listeners)},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners={",".join(listeners)}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,NODE:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs={home / 'data'}
 num.partitions=12
 auto.create.topics.enable=true
@@ -93,18 +98,28 @@ transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
         return procs.tcp_open(port) and "Kafka Server started" in Path(entry.log).read_text(errors="replace")
 
     env = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
+    if node_ip:
+        env["NODE_KAFKA_BOOTSTRAP_SERVERS"] = f"{node_ip}:{node_port}"
     return env, lambda: procs.wait_until(entry, "broker started", ready, 120)
 
 
 # ---------------------------------------------------------------- Redis
 
-def start_redis():
+def _node_hosts(ctx: dict) -> list[str]:
+    """The addresses a component listens on: loopback, and the node's address when it runs."""
+    return ["127.0.0.1"] + ([ctx["node_ip"]] if ctx.get("node_ip") else [])
+
+
+def start_redis(ctx: dict):
     port = procs.free_port()
     data = paths.STATE / "redis"
     data.mkdir(parents=True)
-    entry = procs.spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+    # Protected mode refuses every client but loopback when there is no password: pods connect
+    # from the node's range.
+    protected = "no" if ctx.get("node_ip") else "yes"
+    entry = procs.spawn("redis", ["redis-server", "--bind", *_node_hosts(ctx), "--port", str(port),
                                   "--save", "", "--appendonly", "no", "--dir", str(data),
-                                  "--daemonize", "no", "--protected-mode", "yes"])
+                                  "--daemonize", "no", "--protected-mode", protected])
 
     def ready():
         import socket
@@ -113,6 +128,8 @@ def start_redis():
             return sock.recv(16).startswith(b"+PONG")
 
     env = {"REDIS_URL": f"redis://127.0.0.1:{port}", "REDIS_PORT": str(port)}
+    if ctx.get("node_ip"):
+        env["NODE_REDIS_URL"] = f"redis://{ctx['node_ip']}:{port}"
     return env, lambda: procs.wait_until(entry, "PING answered", ready, 30)
 
 
@@ -129,7 +146,7 @@ def _postgres_bin() -> Path:
     raise RuntimeError("PostgreSQL server binaries not found (Debian package `postgresql`)")
 
 
-def start_postgres():
+def start_postgres(ctx: dict):
     bindir = _postgres_bin()
     port = procs.free_port()
     # PostgreSQL refuses to run as root: as root, run it as the `postgres` user, in a directory
@@ -146,9 +163,12 @@ def start_postgres():
                                 stdout=log, stderr=subprocess.STDOUT, user=user, group=user)
     if result.returncode != 0:
         raise RuntimeError(f"initdb failed; see {init_log}:\n{init_log.read_text(errors='replace')[-3000:]}")
+    if ctx.get("node_ip"):
+        with open(data / "pgdata" / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {ctx['pod_cidr']} trust\nhost replication all {ctx['pod_cidr']} trust\n")
     entry = procs.spawn("postgres", [
         str(bindir / "postgres"), "-D", str(data / "pgdata"), "-p", str(port),
-        "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data}",
+        "-c", f"listen_addresses={','.join(_node_hosts(ctx))}", "-c", f"unix_socket_directories={data}",
         "-c", "wal_level=logical", "-c", "max_replication_slots=16", "-c", "max_wal_senders=16",
         # No fsync: test data need not survive a crash. synchronous_commit stays on, since logical
         # decoding only sees WAL that has been flushed.
@@ -164,6 +184,8 @@ def start_postgres():
 
     env = {"PG_HOST": "127.0.0.1", "PG_PORT": str(port), "PG_USER": "postgres",
            "PG_DATABASE": "trendstream", "PG_URL": f"postgres://postgres@127.0.0.1:{port}/trendstream"}
+    if ctx.get("node_ip"):
+        env["NODE_PG_URL"] = f"postgres://postgres@{ctx['node_ip']}:{port}/trendstream"
     return env, lambda: procs.wait_until(entry, "accepting connections", ready, 60)
 
 
@@ -176,12 +198,14 @@ def cleanup_postgres() -> None:
 
 # ---------------------------------------------------------------- GCS emulator
 
-def start_gcs():
+def start_gcs(ctx: dict):
     bin_dir = install.python_tools()
     port = procs.free_port()
-    entry = procs.spawn("gcs", [str(bin_dir / "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
+    # The emulator listens on one address: the node's when it runs (host tests reach it too).
+    host = ctx.get("node_ip") or "127.0.0.1"
+    entry = procs.spawn("gcs", [str(bin_dir / "gcp-storage-emulator"), "start", "--host", host,
                                 "--port", str(port), "--in-memory"])
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     env = {"GCS_ENDPOINT": url, "STORAGE_EMULATOR_HOST": url}
     return env, lambda: procs.wait_until(entry, "JSON API answering",
                                          lambda: http_ok(f"{url}/storage/v1/b?project=test"), 60)
@@ -189,7 +213,7 @@ def start_gcs():
 
 # ---------------------------------------------------------------- Prometheus
 
-def start_prometheus():
+def start_prometheus(ctx: dict):
     port = procs.free_port()
     home = paths.STATE / "prometheus"
     targets = home / "targets"
@@ -218,3 +242,28 @@ scrape_configs:
     env = {"PROMETHEUS_URL": url, "PROMETHEUS_TARGETS_DIR": str(targets),
            "PROMTOOL": shutil.which("promtool") or "promtool"}
     return env, lambda: procs.wait_until(entry, "ready", lambda: http_ok(f"{url}/-/ready"), 60)
+
+
+# ---------------------------------------------------------------- OCI registry
+
+def start_registry(ctx: dict):
+    """distribution's registry on 127.0.0.1: images are pushed here and the node pulls them."""
+    bin_dir = install.go_tools("registry")
+    port = procs.free_port()
+    home = paths.STATE / "registry"
+    home.mkdir(parents=True)
+    (home / "config.yml").write_text(f"""\
+version: 0.1
+log: {{level: warn}}
+storage:
+  filesystem: {{rootdirectory: {home / 'data'}}}
+  delete: {{enabled: true}}
+http:
+  addr: 127.0.0.1:{port}
+""")
+    entry = procs.spawn("registry", [str(bin_dir / "registry"), "serve", str(home / "config.yml")],
+                        env=dict(os.environ, OTEL_TRACES_EXPORTER="none"))
+    address = f"127.0.0.1:{port}"
+    ctx["registry"] = address
+    return {"REGISTRY": address}, lambda: procs.wait_until(entry, "/v2/ answering",
+                                                           lambda: http_ok(f"http://{address}/v2/"), 30)

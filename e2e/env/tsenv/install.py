@@ -26,6 +26,10 @@ COMPONENT_PACKAGES = {
     "prometheus": ["prometheus"],
     "kafka": ["maven", "default-jre-headless"],
     "gcs": ["python3-venv"],
+    # The real node: Debian's runc and CNI plugins, iptables for kube-proxy, buildah for images
+    # and debootstrap for their Debian base, a static libc for the pause binary.
+    "node": ["runc", "containernetworking-plugins", "iptables", "conntrack", "buildah", "debootstrap",
+             "libc6-dev", "gcc"],
 }
 # Debian packages the tests and benchmarks run: a headless browser and its WebDriver for the
 # dashboard test, wrk and redis-benchmark (redis-tools) for the feature-api benchmark.
@@ -129,6 +133,18 @@ GO_TOOLS = {
     "kwok": ["sigs.k8s.io/kwok/cmd/kwok"],
     "helm": ["helm.sh/helm/v3/cmd/helm"],
     "kubeconform": ["github.com/yannh/kubeconform/cmd/kubeconform"],
+    # The real node: kubelet and kube-proxy of the control plane's release, containerd with its
+    # runc shim, and the local OCI registry images are pushed to.
+    "node": ["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"],
+    "containerd": ["github.com/containerd/containerd/v2/cmd/containerd",
+                   "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+                   "github.com/containerd/containerd/v2/cmd/ctr"],
+    "registry": ["github.com/distribution/distribution/v3/cmd/registry"],
+}
+# Build settings beyond the defaults: containerd is built static and without the snapshotters
+# that need C libraries (btrfs, devmapper, zfs); the node uses overlayfs or native.
+GO_BUILD_FLAGS = {
+    "containerd": (["-tags=no_btrfs no_devmapper no_zfs"], {"CGO_ENABLED": "0"}),
 }
 
 
@@ -143,8 +159,10 @@ def go_tools(module: str) -> Path:
         with phase(f"build {module} from its Go module (cached afterwards)"):
             bin_dir = target / "bin"
             bin_dir.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["nice", "-n", "10", "go", "build", "-trimpath", "-ldflags=-s -w", "-o", f"{bin_dir}/"]
-                           + GO_TOOLS[module], cwd=source, check=True)
+            flags, env = GO_BUILD_FLAGS.get(module, ([], {}))
+            subprocess.run(["nice", "-n", "10", "go", "build", "-trimpath", "-ldflags=-s -w", *flags,
+                            "-o", f"{bin_dir}/"] + GO_TOOLS[module], cwd=source, check=True,
+                           env=dict(os.environ, **env))
             if module == "etcd":
                 # etcd's main package is its server module's root, go.etcd.io/etcd/server/v3,
                 # which `go build` names "server".
@@ -288,3 +306,24 @@ def _shipping_tools_installed() -> bool:
         (_schema_sources_dir() / ".complete").exists(),
     ]
     return all(done)
+
+
+def go_module_file(wrapper: str, module: str, file: str) -> Path:
+    """A file of `module`, a dependency of the wrapper module e2e/env/go/<wrapper>."""
+    return _module_dir(module, paths.ENV_DIR / "go" / wrapper) / file
+
+
+# buildah's storage: under the cache, so base layers survive between runs; vfs, which works on
+# any filesystem, as the machine's notes prescribe.
+BUILDAH_ROOT = paths.CACHE / "containers"
+
+
+def buildah(*args: str) -> str:
+    """Runs buildah with this environment's storage; returns its stdout, raising with its stderr."""
+    argv = ["buildah", "--root", str(BUILDAH_ROOT / "storage"), "--runroot", str(BUILDAH_ROOT / "run"),
+            "--storage-driver", "vfs", *args]
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            env=dict(os.environ, BUILDAH_ISOLATION="chroot"))
+    if result.returncode != 0:
+        raise RuntimeError(f"buildah {' '.join(args[:2])} failed:\n{result.stderr[-4000:]}")
+    return result.stdout

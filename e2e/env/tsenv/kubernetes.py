@@ -1,6 +1,7 @@
-"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, and kwok, which plays the kubelet of one fake node so that Pods of Deployments
-and StatefulSets get scheduled and become Running and Ready without containers.
+"""A real Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler on 127.0.0.1 (the API server on the node's bridge address when the real node runs,
+see node.py), and kwok, a separate component that plays the kubelet of one fake node, so that
+Pods of Deployments and StatefulSets become Running and Ready without containers (benchmarks).
 
 Authentication is by client certificates from a throw-away CA; the admin certificate is in group
 system:masters. The kubeconfig embeds every certificate, so kubectl and kube-rs read it as is.
@@ -26,6 +27,10 @@ def _issue(pki: Path, name: str, subject: str, sans: str | None = None) -> None:
     """A key and a certificate signed by the CA in `pki`."""
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pki / f"{name}.key"),
              "-subj", subject, "-out", str(pki / f"{name}.csr"))
+    _sign(pki, name, sans)
+
+
+def _sign(pki: Path, name: str, sans: str | None) -> None:
     ext = pki / f"{name}.ext"
     lines = ["basicConstraints=CA:FALSE", "keyUsage=digitalSignature,keyEncipherment"]
     lines.append("extendedKeyUsage=serverAuth,clientAuth")
@@ -37,14 +42,23 @@ def _issue(pki: Path, name: str, subject: str, sans: str | None = None) -> None:
              "-extfile", str(ext), "-out", str(pki / f"{name}.crt"))
 
 
-def _make_pki(pki: Path) -> None:
+def _make_pki(pki: Path, node_ip: str | None) -> None:
     pki.mkdir(parents=True)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pki / "ca.key"),
              "-subj", "/CN=trendstream-test-ca", "-days", "30", "-out", str(pki / "ca.crt"))
+    node_san = f"IP:{node_ip}," if node_ip else ""
     _issue(pki, "apiserver", "/CN=kube-apiserver",
-           "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+           f"IP:127.0.0.1,{node_san}IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
            "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")
     _issue(pki, "admin", "/O=system:masters/CN=trendstream-admin")
+    if node_ip:
+        from .node import NODE_NAME
+        # The kubelet's client identity (the Node authorizer's form), its serving certificate, and
+        # the API server's client certificate for logs, exec and port-forward through the kubelet.
+        _issue(pki, "node", f"/O=system:nodes/CN=system:node:{NODE_NAME}")
+        _issue(pki, "kubelet-serving", f"/O=system:nodes/CN=system:node:{NODE_NAME}",
+               f"IP:{node_ip},DNS:{NODE_NAME}")
+        _issue(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
     _openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
     _openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
@@ -53,20 +67,20 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def _write_kubeconfig(pki: Path, port: int, target: Path) -> None:
+def _write_kubeconfig(pki: Path, server: str, target: Path, user: str = "admin") -> None:
     target.write_text(f"""\
 apiVersion: v1
 kind: Config
 clusters:
   - name: trendstream-test
     cluster:
-      server: https://127.0.0.1:{port}
+      server: {server}
       certificate-authority-data: {_b64(pki / 'ca.crt')}
 users:
   - name: trendstream-admin
     user:
-      client-certificate-data: {_b64(pki / 'admin.crt')}
-      client-key-data: {_b64(pki / 'admin.key')}
+      client-certificate-data: {_b64(pki / f'{user}.crt')}
+      client-key-data: {_b64(pki / f'{user}.key')}
 contexts:
   - name: trendstream-test
     context:
@@ -105,7 +119,7 @@ metadata:
   annotations:
     storageclass.kubernetes.io/is-default-class: "true"
 provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: Immediate
+volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Delete
 """
 VOLUME_COUNT = 64
@@ -129,15 +143,22 @@ spec:
     return "---\n".join(docs)
 
 
-def start():
-    bins = {m: install.go_tools(m) for m in ("etcd", "k8s", "kwok")}
+def start(ctx: dict):
+    """The control plane. With the real node (ctx["node_ip"]) the API server listens on the
+    node's address, advertises it (the `kubernetes` Service's endpoint, which pods reach through
+    kube-proxy) and reaches the kubelet with a client certificate. Puts into ctx["k8s"] what the
+    node and kwok need."""
+    node_ip = ctx.get("node_ip")
+    bins = {m: install.go_tools(m) for m in ("etcd", "k8s")}
     home = paths.STATE / "k8s"
     pki = home / "pki"
-    _make_pki(pki)
+    _make_pki(pki, node_ip)
     etcd_port, etcd_peer = procs.free_port(), procs.free_port()
-    api_port, cm_port, sched_port, kwok_port = (procs.free_port() for _ in range(4))
+    api_port, cm_port, sched_port = (procs.free_port() for _ in range(3))
+    api_host = node_ip or "127.0.0.1"
+    api_url = f"https://{api_host}:{api_port}"
     kubeconfig = home / "kubeconfig"
-    _write_kubeconfig(pki, api_port, kubeconfig)
+    _write_kubeconfig(pki, api_url, kubeconfig)
     kubectl = str(bins["k8s"] / "kubectl")
 
     etcd = procs.spawn("etcd", [
@@ -161,15 +182,25 @@ def start():
             raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
 
+    ctx["k8s"] = {"pki": pki, "kubeconfig": kubeconfig, "kubectl": kubectl_run,
+                  "write_kubeconfig": lambda target, user: _write_kubeconfig(pki, api_url, target, user)}
+    if node_ip:
+        endpoint = [f"--bind-address={node_ip}", f"--advertise-address={node_ip}",
+                    f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                    f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                    f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                    "--kubelet-preferred-address-types=InternalIP"]
+    else:
+        # The `kubernetes` Service's endpoints would point at 127.0.0.1, which the Endpoints API
+        # rejects; without a node nothing connects through that Service.
+        endpoint = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                    "--endpoint-reconciler-type=none"]
+
     def wait():
         procs.wait_until(etcd, "etcd healthy", lambda: http_ok(f"http://127.0.0.1:{etcd_port}/health"), 60)
         api = procs.spawn("kube-apiserver", [
             str(bins["k8s"] / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            # The `kubernetes` Service's endpoints would point at 127.0.0.1, which the Endpoints
-            # API rejects; nothing in the tests connects through that Service.
-            "--endpoint-reconciler-type=none",
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}", *endpoint, f"--secure-port={api_port}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             f"--service-account-key-file={pki / 'sa.pub'}",
@@ -179,8 +210,7 @@ def start():
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
             "--enable-priority-and-fairness=false", "--v=1",
         ])
-        procs.wait_until(api, "/readyz ok",
-                         lambda: http_ok(f"https://127.0.0.1:{api_port}/readyz", context=tls), 120)
+        procs.wait_until(api, "/readyz ok", lambda: http_ok(f"{api_url}/readyz", context=tls), 120)
         # Client rate limits well above the defaults (20 QPS), as on a production control plane:
         # hundreds of StatefulSets at once would otherwise queue behind them.
         common = [f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
@@ -196,25 +226,36 @@ def start():
         scheduler = procs.spawn("kube-scheduler", [
             str(bins["k8s"] / "kube-scheduler"), *common, f"--secure-port={sched_port}", "--v=1",
         ])
+        for entry, port in ((cm, cm_port), (scheduler, sched_port)):
+            procs.wait_until(entry, "/healthz ok", lambda p=port: http_ok(
+                f"https://127.0.0.1:{p}/healthz", context=ssl._create_unverified_context()), 60)
+        # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
+        procs.wait_until(cm, "default ServiceAccount", lambda: bool(kubectl_run(
+            "get", "serviceaccount", "default", "-n", "default", "-o", "name").strip()), 60)
+
+    env = {"KUBECONFIG": str(kubeconfig), "KUBECTL": kubectl, "KUBE_APISERVER_URL": api_url}
+    return env, wait
+
+
+def start_kwok(ctx: dict):
+    """kwok with one fake node, for scale benchmarks; after the control plane (ctx["k8s"])."""
+    k8s = ctx["k8s"]
+    kwok_bin = install.go_tools("kwok") / "kwok"
+    kwok_port = procs.free_port()
+
+    def wait():
         kwok = procs.spawn("kwok", [
-            str(bins["kwok"] / "kwok"), f"--kubeconfig={kubeconfig}", f"--config={install.kwok_stages()}",
+            str(kwok_bin), f"--kubeconfig={k8s['kubeconfig']}", f"--config={install.kwok_stages()}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-ip=127.0.0.1", "--cidr=10.244.0.0/16", "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{kwok_port}",
         ])
-        for entry, port in ((cm, cm_port), (scheduler, sched_port)):
-            procs.wait_until(entry, "/healthz ok", lambda p=port: http_ok(
-                f"https://127.0.0.1:{p}/healthz", context=ssl._create_unverified_context()), 60)
-        kubectl_run("apply", "-f", "-", stdin=NODE_MANIFEST)
-        kubectl_run("apply", "-f", "-", stdin=STORAGE_CLASS + "---\n" + _volumes())
-        procs.wait_until(kwok, f"node {NODE_NAME} Ready", lambda: "True" == kubectl_run(
+        k8s["kubectl"]("apply", "-f", "-", stdin=NODE_MANIFEST)
+        if not ctx.get("node_ip"):
+            k8s["kubectl"]("apply", "-f", "-", stdin=STORAGE_CLASS + "---\n" + _volumes())
+        procs.wait_until(kwok, f"node {NODE_NAME} Ready", lambda: "True" == k8s["kubectl"](
             "get", "node", NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
         ).strip(), 60)
-        # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
-        procs.wait_until(cm, "default ServiceAccount", lambda: bool(kubectl_run(
-            "get", "serviceaccount", "default", "-n", "default", "-o", "name").strip()), 60)
 
-    env = {"KUBECONFIG": str(kubeconfig), "KUBECTL": kubectl, "KWOK_NODE": NODE_NAME,
-           "KUBE_APISERVER_URL": f"https://127.0.0.1:{api_port}"}
-    return env, wait
+    return {"KWOK_NODE": NODE_NAME}, wait
