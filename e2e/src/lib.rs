@@ -5,10 +5,12 @@
 //! port and always talk to the component `up` started.
 
 pub mod feature_api;
+pub mod fleet;
 pub mod gcs;
 pub mod kafka;
 pub mod kube;
 pub mod oracle;
+pub mod pipeline;
 pub mod process;
 pub mod processor;
 pub mod prometheus;

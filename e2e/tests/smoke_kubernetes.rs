@@ -1,5 +1,6 @@
 //! Kubernetes smoke test against the real kube-apiserver, controller-manager and scheduler,
-//! with kwok standing in for the kubelet of one node.
+//! and a real node (kubelet, containerd, runc): pods run containers from the environment's
+//! registry, and `kubectl logs` and `exec` reach them through the kubelet.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -8,6 +9,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use trendstream_e2e::TestEnv;
+use trendstream_e2e::fleet::image;
 use trendstream_e2e::kube::{client, kubectl, with_namespace};
 
 #[tokio::test]
@@ -49,15 +51,18 @@ async fn a_crd_and_resource_applied_with_kubectl_read_back_with_kube_rs() -> any
 }
 
 #[tokio::test]
-async fn a_deployment_gets_a_ready_pod_on_the_kwok_node() -> anyhow::Result<()> {
+async fn a_deployment_runs_containers_on_the_real_node() -> anyhow::Result<()> {
     let env = TestEnv::load()?;
-    let node = env.get("KWOK_NODE")?.to_owned();
+    // Against another cluster: any node will do.
+    let node = env.get("NODE_NAME").ok().map(str::to_owned);
+    let image = image(&env, "debian-base")?;
     println!(
-        "kube-apiserver at {}, kwok node {node}",
+        "kube-apiserver at {}, node {node:?}, image {image}",
         env.get("KUBE_APISERVER_URL")?
     );
     let client = client(&env).await?;
     with_namespace(&client, "smoke", |client, namespace| async move {
+        // As the operator's pods run: non-root, read-only root filesystem, no capabilities.
         let deployment: Deployment = serde_json::from_value(serde_json::json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -67,7 +72,18 @@ async fn a_deployment_gets_a_ready_pod_on_the_kwok_node() -> anyhow::Result<()> 
                 "selector": { "matchLabels": { "app": "smoke" } },
                 "template": {
                     "metadata": { "labels": { "app": "smoke" } },
-                    "spec": { "containers": [{ "name": "app", "image": "trendstream/smoke:1" }] }
+                    "spec": {
+                        "securityContext": { "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                                             "seccompProfile": { "type": "RuntimeDefault" } },
+                        "containers": [{
+                            "name": "app",
+                            "image": image,
+                            "command": ["sh", "-c", "echo hello from $(id -u) on $(hostname); exec sleep 3600"],
+                            "resources": { "requests": { "cpu": "10m", "memory": "16Mi" } },
+                            "securityContext": { "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+                                                 "capabilities": { "drop": ["ALL"] } }
+                        }]
+                    }
                 }
             }
         }))?;
@@ -85,11 +101,20 @@ async fn a_deployment_gets_a_ready_pod_on_the_kwok_node() -> anyhow::Result<()> 
             let ready: Vec<&Pod> = list.items.iter().filter(|pod| is_ready(pod)).collect();
             if ready.len() == 2 {
                 for pod in ready {
-                    let spec = pod.spec.as_ref();
-                    assert_eq!(
-                        spec.and_then(|s| s.node_name.as_deref()),
-                        Some(node.as_str())
-                    );
+                    if let Some(node) = &node {
+                        let spec = pod.spec.as_ref();
+                        assert_eq!(spec.and_then(|s| s.node_name.as_deref()), Some(node.as_str()));
+                    }
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    let logs = kubectl(&env, &["logs", "-n", &namespace, &name], None)?;
+                    assert!(logs.contains("hello from 65532"), "kubectl logs {name}: {logs}");
+                    let release = kubectl(
+                        &env,
+                        &["exec", "-n", &namespace, &name, "--", "cat", "/etc/debian_version"],
+                        None,
+                    )?;
+                    assert!(!release.trim().is_empty(), "kubectl exec {name}");
+                    println!("{name}: {} on Debian {}", logs.trim(), release.trim());
                 }
                 break;
             }

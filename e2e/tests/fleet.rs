@@ -1,0 +1,240 @@
+//! The fleet for real: the operator installed from its chart runs as a pod from its image, the
+//! StreamJobs are applied with kubectl, and session-aggregator, fraud-detector and
+//! revenue-calculator run as the pods the operator creates, on a real node (containerd, runc),
+//! against the real broker, Redis and GCS emulator. loadgen's events through them must give
+//! exactly the oracles' outputs, Redis keys, dead letters and late records.
+//!
+//! Runs against any cluster whose pods reach the env file's addresses (KUBECONFIG, and images
+//! pushed to a registry the cluster pulls from: see docs/testing.md).
+
+use std::time::{Duration, Instant};
+use trendstream_e2e::TestEnv;
+use trendstream_e2e::fleet::{
+    FLEET_NAMESPACE, image, install_operator, is_ready, logs, pod_facing, pods, running, show_pods,
+};
+use trendstream_e2e::gcs::create_bucket;
+use trendstream_e2e::kafka::{create_topic, read_committed};
+use trendstream_e2e::kube::{client, kubectl};
+use trendstream_e2e::pipeline::{self, Expected, PROCESSORS, Run};
+
+const PARTITIONS: i32 = 6;
+const PARTITIONS_PER_REPLICA: i32 = 3;
+const EVENTS: u64 = 200_000;
+/// Pods pulled, started and Ready (image pulls from the local registry, RocksDB opened).
+const START: Duration = Duration::from_secs(240);
+/// How long the outputs may take to appear (six processor pods and the broker on two cores).
+const DEADLINE: Duration = Duration::from_secs(900);
+
+/// The StreamJob of one processor of a run: named after the run, as several share the
+/// operator's namespace.
+fn job_name(run: &Run, processor: &str) -> String {
+    format!("{}-{processor}", run.name)
+}
+
+/// One StreamJob of the run, as a user would write it.
+fn stream_job(env: &TestEnv, run: &Run, processor: &str, input: &str) -> anyhow::Result<String> {
+    let group = run.group(processor);
+    Ok(format!(
+        r#"apiVersion: trendstream.io/v1alpha1
+kind: StreamJob
+metadata:
+  name: {name}
+spec:
+  processor: {processor}
+  image: {image}
+  kafka:
+    bootstrapServers: "{bootstrap}"
+    inputTopics: [{input}]
+    outputTopic: {out}
+    dlqTopic: {dlq}
+    lateTopic: {late}
+    consumerGroup: {group}
+    partitions: {PARTITIONS}
+  parallelism:
+    partitionsPerReplica: {PARTITIONS_PER_REPLICA}
+  checkpoint:
+    interval: 10s
+    volumeSize: 1Gi
+    gcs:
+      bucket: {bucket}
+      endpoint: "{gcs}"
+  redis:
+    url: "{redis}"
+    keyPrefix: {group}
+  resources:
+    requests: {{ cpu: 50m, memory: 64Mi }}
+    limits: {{ memory: 1Gi }}
+  config:
+    idleTimeout: 24h
+"#,
+        name = job_name(run, processor),
+        image = image(env, processor)?,
+        bootstrap = pod_facing(env, "KAFKA_BOOTSTRAP_SERVERS")?,
+        out = run.topic(processor, "out"),
+        dlq = run.topic(processor, "dlq"),
+        late = run.topic(processor, "late"),
+        bucket = bucket(run),
+        gcs = pod_facing(env, "GCS_ENDPOINT")?,
+        redis = pod_facing(env, "REDIS_URL")?,
+    ))
+}
+
+fn bucket(run: &Run) -> String {
+    format!("{}-checkpoints", run.name)
+}
+
+/// Deletes the run's StreamJobs and their state volumes (the jobs keep them by default).
+fn delete_jobs(env: &TestEnv, run: &Run) -> anyhow::Result<()> {
+    for (processor, _) in PROCESSORS {
+        let name = job_name(run, processor);
+        kubectl(
+            env,
+            &[
+                "delete",
+                "-n",
+                FLEET_NAMESPACE,
+                "streamjob",
+                &name,
+                "--ignore-not-found",
+                "--wait=true",
+            ],
+            None,
+        )?;
+        kubectl(
+            env,
+            &[
+                "delete",
+                "-n",
+                FLEET_NAMESPACE,
+                "pvc",
+                "-l",
+                &format!("app.kubernetes.io/instance={name}"),
+            ],
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operators_pods_process_the_pipeline_exactly() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let _turn = install_operator(&env).await?;
+    let client = client(&env).await?;
+    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+    let namespace = FLEET_NAMESPACE;
+    let run = Run::new(&short_name("fl"));
+    let result = async {
+        create_topic(&bootstrap, &run.clicks, PARTITIONS).await?;
+        create_topic(&bootstrap, &run.orders, PARTITIONS).await?;
+        create_bucket(env.get("GCS_ENDPOINT")?, &bucket(&run)).await?;
+        let events_file = run.dir()?.join("events.jsonl");
+        // The input is there before the jobs: what is measured below is the time from
+        // `kubectl apply` to the first committed output.
+        let mut loadgen = pipeline::start_loadgen(&bootstrap, &run, EVENTS, &events_file)?;
+
+        let applied = Instant::now();
+        for (processor, input) in PROCESSORS {
+            let manifest = stream_job(&env, &run, processor, run.input(input))?;
+            kubectl(
+                &env,
+                &["apply", "-n", namespace, "-f", "-"],
+                Some(&manifest),
+            )?;
+        }
+        let first = tokio::task::spawn_blocking({
+            let bootstrap = bootstrap.clone();
+            let topic = run.topic("revenue-calculator", "out");
+            move || read_committed(&bootstrap, &topic, 1, Duration::from_secs(1), START)
+        });
+        let replicas = PARTITIONS / PARTITIONS_PER_REPLICA;
+        for (processor, _) in PROCESSORS {
+            running(
+                &client,
+                namespace,
+                &job_name(&run, processor),
+                replicas,
+                START,
+            )
+            .await?;
+        }
+        println!(
+            "all jobs Running after {:.1}s",
+            applied.elapsed().as_secs_f64()
+        );
+        first.await??;
+        println!(
+            "measured: kubectl apply to the first committed output record: {:.1}s",
+            applied.elapsed().as_secs_f64()
+        );
+        show_pods(&env, namespace);
+        for (processor, _) in PROCESSORS {
+            for pod in pods(&client, namespace, &job_name(&run, processor)).await? {
+                anyhow::ensure!(is_ready(&pod), "{processor} pod not ready");
+                let ip = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.clone())
+                    .unwrap_or_default();
+                if let Ok(cidr) = env.get("POD_CIDR") {
+                    anyhow::ensure!(
+                        in_cidr(&ip, cidr),
+                        "pod IP {ip} outside the node's range {cidr}"
+                    );
+                }
+            }
+        }
+
+        pipeline::wait_for_loadgen(&mut loadgen, Duration::from_secs(600)).await?;
+        let want = Expected::compute(&run, &events_file)?;
+        pipeline::check_outputs(&bootstrap, &run, &want, DEADLINE).await?;
+        pipeline::check_side_outputs_and_redis(
+            &bootstrap,
+            env.get("REDIS_URL")?,
+            &run,
+            &want,
+            DEADLINE,
+        )
+        .await?;
+
+        // The pods' own logs say what they did.
+        let pod = format!("{}-0", job_name(&run, "fraud-detector"));
+        let text = logs(&env, namespace, &pod, false)?;
+        anyhow::ensure!(
+            text.contains("partition acquired"),
+            "kubectl logs {pod} shows no partition acquired:\n{text}"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        show_pods(&env, namespace);
+    }
+    delete_jobs(&env, &run)?;
+    result
+}
+
+/// A name short enough for a StreamJob's children (`<run>-<processor>-<ordinal>` pods, their
+/// controller-revision labels), unique within the test run.
+fn short_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() % 1_000_000)
+        .unwrap_or_default();
+    format!("{prefix}{nanos}")
+}
+
+/// Whether an IPv4 address lies in a CIDR range.
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let parse = |text: &str| text.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
+    let Some((base, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    match (parse(ip), parse(base), bits.parse::<u32>()) {
+        (Some(ip), Some(base), Ok(bits)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            ip & mask == base & mask
+        }
+        _ => false,
+    }
+}
