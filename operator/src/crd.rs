@@ -11,6 +11,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use trendstream_events::feature_store::ID_PATTERN;
+
+/// A Kafka topic name: the broker's legal characters and length.
+const TOPIC_PATTERN: &str = r"^[a-zA-Z0-9._-]{1,249}$";
 
 /// A stream processing job: one processor kind, deployed as a fleet that scales with the
 /// partitions of its input topics.
@@ -50,7 +54,13 @@ use serde::{Deserialize, Serialize};
         .field_path(".redis"),
     validation = Rule::new("self.processor != 'feature-api' || has(self.redis)")
         .message("redis is required for feature-api")
-        .field_path(".redis")
+        .field_path(".redis"),
+    validation = Rule::new("self.processor != 'cdc-processor' || !has(self.redis) || !has(self.redis.keyPrefix)")
+        .message("redis.keyPrefix: cdc-processor writes no Redis keys")
+        .field_path(".redis.keyPrefix"),
+    validation = Rule::new("self.processor != 'feature-api' || (!has(self.kafka.dlqTopic) && !has(self.kafka.lateTopic) && !has(self.config.idleTimeout))")
+        .message("kafka.dlqTopic, kafka.lateTopic and config.idleTimeout are settings of the stream processors; feature-api reads no Kafka")
+        .field_path(".processor")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StreamJobSpec {
@@ -97,8 +107,9 @@ pub struct StreamJobSpec {
     #[serde(default)]
     pub suspend: bool,
 
-    /// How a spec change rolls out: `last-state` keeps the state on the volumes (and in GCS);
-    /// `stateless` starts the new version with empty state.
+    /// How a change of the pod template rolls out (`UPGRADE_MODE`): `last-state` keeps the
+    /// state on the volumes (and in GCS) and resumes from the committed offsets; `stateless`
+    /// starts the new version with empty state from the end of its input (docs/upgrades.md).
     #[serde(default)]
     pub upgrade_mode: UpgradeMode,
 }
@@ -197,6 +208,18 @@ pub struct KafkaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub partitions: Option<i32>,
+
+    /// Dead-letter topic for records that cannot be decoded or are invalid (`KAFKA_DLQ_TOPIC`);
+    /// `dlq.<processor>` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = TOPIC_PATTERN))]
+    pub dlq_topic: Option<String>,
+
+    /// Topic of records later than the allowed lateness (`KAFKA_LATE_TOPIC`); `late-events`
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = TOPIC_PATTERN))]
+    pub late_topic: Option<String>,
 
     /// Secret with the client's security settings (keys become KAFKA_* environment variables:
     /// e.g. KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD).
@@ -320,6 +343,11 @@ pub struct GcsSpec {
     /// Object prefix; `<namespace>/<name>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// GCS JSON API endpoint (`GCS_ENDPOINT`), e.g. an emulator in a local cluster; Google's,
+    /// with Workload Identity credentials, when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^/\s]+(/\S*)?$"))]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -357,6 +385,11 @@ pub struct RedisSpec {
     /// signed (Memorystore's in-transit encryption: its `server_ca_certs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretRef>,
+    /// Prefix of every Redis key read or written (`REDIS_KEY_PREFIX`), so jobs of several
+    /// tenants can share one Redis; `ts` when absent. Not for cdc-processor (no Redis keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ID_PATTERN))]
+    pub key_prefix: Option<String>,
 }
 
 /// Settings of the processors; each reads the ones that concern it.
@@ -375,6 +408,11 @@ pub struct ProcessorConfig {
     #[serde(default = "default_allowed_lateness")]
     #[schemars(regex(pattern = duration::PATTERN))]
     pub allowed_lateness: String,
+    /// A partition without records this long stops holding event time back (`IDLE_TIMEOUT`);
+    /// the runtime's 30s when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = duration::PATTERN))]
+    pub idle_timeout: Option<String>,
     /// Tumbling window size (revenue-calculator).
     #[serde(default = "default_window_size")]
     #[schemars(regex(pattern = duration::PATTERN))]
@@ -390,6 +428,7 @@ impl Default for ProcessorConfig {
             session_gap: default_session_gap(),
             max_out_of_orderness: default_out_of_orderness(),
             allowed_lateness: default_allowed_lateness(),
+            idle_timeout: None,
             window_size: default_window_size(),
             fraud_rules: None,
         }

@@ -3,7 +3,7 @@
 
 use super::metadata::JobMeta;
 use super::{BuildError, Defaults};
-use crate::crd::{StreamJob, UpgradeMode};
+use crate::crd::{ProcessorKind, RedisSpec, StreamJob, UpgradeMode};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
@@ -47,7 +47,10 @@ pub(super) fn service_account(meta: &JobMeta, job: &StreamJob) -> ServiceAccount
 
 pub(super) fn config_map(meta: &JobMeta, job: &StreamJob) -> ConfigMap {
     let mut data = BTreeMap::new();
-    if let Some(rules) = &job.spec.config.fraud_rules {
+    // Only fraud-detector reads the rules file.
+    if job.spec.processor == ProcessorKind::FraudDetector
+        && let Some(rules) = &job.spec.config.fraud_rules
+    {
         data.insert(FRAUD_RULES_KEY.to_owned(), rules.clone());
     }
     ConfigMap {
@@ -95,101 +98,143 @@ fn env_from_field(name: &str, path: &str) -> EnvVar {
     }
 }
 
-/// The environment of the runtime's typed configuration (services/runtime reads these names).
+/// The pod's environment. Every variable is one the processor's binary reads
+/// (`operator/tests/env_contract.rs` checks it for every processor), so a setting is never
+/// written where nothing acts on it.
 fn environment(job: &StreamJob, namespace: &str, name: &str, partitions: i32) -> Vec<EnvVar> {
     let spec = &job.spec;
-    let kafka = &spec.kafka;
     let mut vars = vec![
-        env("TRENDSTREAM_JOB", name),
-        env("TRENDSTREAM_PROCESSOR", spec.processor.name()),
         env("TRENDSTREAM_HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}")),
         env("TRENDSTREAM_LOG_FORMAT", "json"),
-        env_from_field("POD_NAME", "metadata.name"),
-        env_from_field("POD_NAMESPACE", "metadata.namespace"),
     ];
     if spec.processor.is_stateful() {
-        let inputs: Vec<&str> = if kafka.input_topics.is_empty() {
-            spec.processor.default_input_topics().to_vec()
-        } else {
-            kafka.input_topics.iter().map(String::as_str).collect()
-        };
-        let output = kafka
-            .output_topic
-            .as_deref()
-            .or(spec.processor.default_output_topic())
-            .unwrap_or_default();
-        let group = kafka
-            .consumer_group
-            .clone()
-            .unwrap_or_else(|| format!("{namespace}.{name}"));
-        let upgrade_mode = match spec.upgrade_mode {
-            UpgradeMode::Stateless => "stateless",
-            UpgradeMode::LastState => "last-state",
-        };
-        vars.extend([
-            // The StatefulSet controller labels each pod with its ordinal (Kubernetes >= 1.28).
-            env_from_field(
-                "REPLICA_INDEX",
-                "metadata.labels['apps.kubernetes.io/pod-index']",
-            ),
-            env(
-                "KAFKA_BOOTSTRAP_SERVERS",
-                kafka.bootstrap_servers.clone().unwrap_or_default(),
-            ),
-            env("KAFKA_INPUT_TOPICS", inputs.join(",")),
-            env("KAFKA_OUTPUT_TOPIC", output),
-            env("KAFKA_CONSUMER_GROUP", group),
-            env("KAFKA_PARTITIONS", partitions.to_string()),
-            env("STATE_DIR", format!("{STATE_MOUNT}/state")),
-            env("CHECKPOINT_INTERVAL", spec.checkpoint.interval.clone()),
-            env("CHECKPOINT_RETAINED", spec.checkpoint.retained.to_string()),
-            env("UPGRADE_MODE", upgrade_mode),
-            env(
-                "MAX_OUT_OF_ORDERNESS",
-                spec.config.max_out_of_orderness.clone(),
-            ),
-            env("ALLOWED_LATENESS", spec.config.allowed_lateness.clone()),
-            env("SESSION_GAP", spec.config.session_gap.clone()),
+        vars.extend(runtime_environment(job, namespace, name));
+    }
+    match spec.processor {
+        ProcessorKind::SessionAggregator => {
+            vars.push(env("SESSION_GAP", spec.config.session_gap.clone()));
+        }
+        ProcessorKind::RevenueCalculator => vars.extend([
             env("WINDOW_SIZE", spec.config.window_size.clone()),
-        ]);
-        if let Some(gcs) = spec.checkpoint.gcs.as_ref().filter(|g| g.enabled) {
-            vars.push(env("GCS_BUCKET", gcs.bucket.clone().unwrap_or_default()));
-            vars.push(env(
-                "GCS_PREFIX",
-                gcs.prefix
-                    .clone()
-                    .unwrap_or_else(|| format!("{namespace}/{name}")),
-            ));
-        }
-        if spec.config.fraud_rules.is_some() {
-            vars.push(env(
-                "FRAUD_RULES_FILE",
-                format!("{CONFIG_MOUNT}/{FRAUD_RULES_KEY}"),
-            ));
-        }
+            env("KAFKA_PARTITIONS", partitions.to_string()),
+        ]),
+        ProcessorKind::FraudDetector if spec.config.fraud_rules.is_some() => vars.push(env(
+            "FRAUD_RULES_FILE",
+            format!("{CONFIG_MOUNT}/{FRAUD_RULES_KEY}"),
+        )),
+        _ => {}
     }
     if let Some(redis) = &spec.redis {
-        vars.push(env("REDIS_URL", redis.url.clone()));
-        if let Some(secret) = &redis.password_secret_ref {
-            vars.push(EnvVar {
-                name: "REDIS_PASSWORD".into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: secret.name.clone(),
-                        key: "password".into(),
-                        optional: Some(false),
-                    }),
-                    ..EnvVarSource::default()
+        vars.extend(redis_environment(redis, spec.processor));
+    }
+    vars
+}
+
+fn optional(name: &str, value: Option<&String>) -> Option<EnvVar> {
+    value.map(|value| env(name, value.clone()))
+}
+
+/// What `services/runtime` reads (its `RuntimeOptions`): the stream processors only.
+fn runtime_environment(job: &StreamJob, namespace: &str, name: &str) -> Vec<EnvVar> {
+    let spec = &job.spec;
+    let kafka = &spec.kafka;
+    let inputs: Vec<&str> = if kafka.input_topics.is_empty() {
+        spec.processor.default_input_topics().to_vec()
+    } else {
+        kafka.input_topics.iter().map(String::as_str).collect()
+    };
+    let output = kafka
+        .output_topic
+        .as_deref()
+        .or(spec.processor.default_output_topic())
+        .unwrap_or_default();
+    let group = kafka
+        .consumer_group
+        .clone()
+        .unwrap_or_else(|| format!("{namespace}.{name}"));
+    let mut vars = vec![
+        env_from_field("POD_NAME", "metadata.name"),
+        env(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            kafka.bootstrap_servers.clone().unwrap_or_default(),
+        ),
+        env("KAFKA_INPUT_TOPICS", inputs.join(",")),
+        env("KAFKA_OUTPUT_TOPIC", output),
+        env("KAFKA_CONSUMER_GROUP", group),
+        env("STATE_DIR", format!("{STATE_MOUNT}/state")),
+        env("CHECKPOINT_INTERVAL", spec.checkpoint.interval.clone()),
+        env("CHECKPOINT_RETAINED", spec.checkpoint.retained.to_string()),
+        env(
+            "MAX_OUT_OF_ORDERNESS",
+            spec.config.max_out_of_orderness.clone(),
+        ),
+        env("ALLOWED_LATENESS", spec.config.allowed_lateness.clone()),
+    ];
+    vars.extend(upgrade_environment(spec.upgrade_mode));
+    vars.extend(
+        [
+            optional("IDLE_TIMEOUT", spec.config.idle_timeout.as_ref()),
+            optional("KAFKA_DLQ_TOPIC", kafka.dlq_topic.as_ref()),
+            optional("KAFKA_LATE_TOPIC", kafka.late_topic.as_ref()),
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    if let Some(gcs) = spec.checkpoint.gcs.as_ref().filter(|g| g.enabled) {
+        vars.push(env("GCS_BUCKET", gcs.bucket.clone().unwrap_or_default()));
+        vars.push(env(
+            "GCS_PREFIX",
+            gcs.prefix
+                .clone()
+                .unwrap_or_else(|| format!("{namespace}/{name}")),
+        ));
+        vars.extend(optional("GCS_ENDPOINT", gcs.endpoint.as_ref()));
+    }
+    vars
+}
+
+/// `UPGRADE_MODE`, and for `stateless` the epoch that tells a new pod template (state starts
+/// empty) from a restart of the current one (state is kept): the StatefulSet controller's
+/// revision of the template, which changes with the template and only with it.
+fn upgrade_environment(mode: UpgradeMode) -> Vec<EnvVar> {
+    match mode {
+        UpgradeMode::LastState => vec![env("UPGRADE_MODE", "last-state")],
+        UpgradeMode::Stateless => vec![
+            env("UPGRADE_MODE", "stateless"),
+            env_from_field(
+                "UPGRADE_EPOCH",
+                "metadata.labels['controller-revision-hash']",
+            ),
+        ],
+    }
+}
+
+/// The Redis settings; the runtime and feature-api read the connection, every processor but
+/// cdc-processor (which writes no Redis keys) the key prefix.
+fn redis_environment(redis: &RedisSpec, processor: ProcessorKind) -> Vec<EnvVar> {
+    let mut vars = vec![env("REDIS_URL", redis.url.clone())];
+    if let Some(secret) = &redis.password_secret_ref {
+        vars.push(EnvVar {
+            name: "REDIS_PASSWORD".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: "password".into(),
+                    optional: Some(false),
                 }),
-                ..EnvVar::default()
-            });
-        }
-        if redis.ca_secret_ref.is_some() {
-            vars.push(env(
-                "REDIS_CA_CERT_FILE",
-                format!("{REDIS_CA_MOUNT}/{REDIS_CA_KEY}"),
-            ));
-        }
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
+    if redis.ca_secret_ref.is_some() {
+        vars.push(env(
+            "REDIS_CA_CERT_FILE",
+            format!("{REDIS_CA_MOUNT}/{REDIS_CA_KEY}"),
+        ));
+    }
+    if processor != ProcessorKind::CdcProcessor {
+        vars.extend(optional("REDIS_KEY_PREFIX", redis.key_prefix.as_ref()));
     }
     vars
 }

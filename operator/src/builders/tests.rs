@@ -235,30 +235,100 @@ fn pods_run_non_root_with_a_read_only_root_filesystem() {
 }
 
 #[test]
-fn the_replica_index_comes_from_the_pod_ordinal() {
-    let desired = desired(&job(FRAUD), 12, None, &defaults()).unwrap();
-    let env = pod_spec(&desired).containers[0].env.clone().unwrap();
-    let index = env.iter().find(|e| e.name == "REPLICA_INDEX").unwrap();
-    let field = index
-        .value_from
-        .as_ref()
-        .unwrap()
-        .field_ref
-        .as_ref()
-        .unwrap();
+fn the_runtime_environment_names_the_jobs_topics_and_group() {
+    let env = desired_pod_env(FRAUD);
+    let value = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     assert_eq!(
-        field.field_path,
-        "metadata.labels['apps.kubernetes.io/pod-index']"
+        value("KAFKA_CONSUMER_GROUP").flatten().as_deref(),
+        Some("shop.fraud")
     );
-    let value = |name: &str| {
-        env.iter()
-            .find(|e| e.name == name)
-            .and_then(|e| e.value.clone())
-    };
-    assert_eq!(value("KAFKA_PARTITIONS").as_deref(), Some("12"));
-    assert_eq!(value("KAFKA_CONSUMER_GROUP").as_deref(), Some("shop.fraud"));
-    assert_eq!(value("KAFKA_INPUT_TOPICS").as_deref(), Some("orders"));
-    assert_eq!(value("GCS_PREFIX").as_deref(), Some("shop/fraud"));
+    assert_eq!(
+        value("KAFKA_INPUT_TOPICS").flatten().as_deref(),
+        Some("orders")
+    );
+    assert_eq!(value("GCS_PREFIX").flatten().as_deref(), Some("shop/fraud"));
+    assert_eq!(
+        value("UPGRADE_MODE").flatten().as_deref(),
+        Some("last-state")
+    );
+    // Settings of other processors, and optional ones the job leaves out, are not written.
+    for absent in [
+        "KAFKA_PARTITIONS",
+        "SESSION_GAP",
+        "WINDOW_SIZE",
+        "UPGRADE_EPOCH",
+        "IDLE_TIMEOUT",
+        "KAFKA_DLQ_TOPIC",
+        "KAFKA_LATE_TOPIC",
+        "GCS_ENDPOINT",
+        "REDIS_KEY_PREFIX",
+    ] {
+        assert_eq!(value(absent), None, "{absent}");
+    }
+}
+
+#[test]
+fn optional_fields_become_the_variables_the_binaries_read() {
+    let yaml = format!(
+        "{FRAUD}  upgradeMode: stateless\n"
+    )
+    .replace(
+        r#"kafka: { bootstrapServers: "kafka:9092" }"#,
+        r#"kafka: { bootstrapServers: "kafka:9092", dlqTopic: tenant-a.dlq, lateTopic: tenant-a.late }"#,
+    )
+    .replace(
+        "gcs: { bucket: trendstream-checkpoints }",
+        "gcs: { bucket: trendstream-checkpoints, endpoint: \"http://gcs.emulator:9023\" }",
+    )
+    .replace(
+        r#"passwordSecretRef: { name: redis-auth } }"#,
+        r#"passwordSecretRef: { name: redis-auth }, keyPrefix: tenant-a }"#,
+    )
+    .replace(
+        r#"config: { fraudRules: "rules: []" }"#,
+        r#"config: { fraudRules: "rules: []", idleTimeout: 2m }"#,
+    );
+    let env = desired_pod_env(&yaml);
+    for (name, value) in [
+        ("KAFKA_DLQ_TOPIC", "tenant-a.dlq"),
+        ("KAFKA_LATE_TOPIC", "tenant-a.late"),
+        ("GCS_ENDPOINT", "http://gcs.emulator:9023"),
+        ("REDIS_KEY_PREFIX", "tenant-a"),
+        ("IDLE_TIMEOUT", "2m"),
+        ("UPGRADE_MODE", "stateless"),
+    ] {
+        assert!(
+            env.contains(&(name.to_owned(), Some(value.to_owned()))),
+            "{name}={value} in {env:?}"
+        );
+    }
+    let desired = desired(&job(&yaml), 12, None, &defaults()).unwrap();
+    let epoch = pod_spec(&desired).containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "UPGRADE_EPOCH")
+        .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+        .map(|f| f.field_path.clone());
+    assert_eq!(
+        epoch.as_deref(),
+        Some("metadata.labels['controller-revision-hash']"),
+        "a stateless job's epoch is the revision of its pod template"
+    );
+}
+
+#[test]
+fn cdc_processor_gets_no_redis_key_prefix() {
+    let cdc = r#"
+metadata: { name: cdc }
+spec:
+  processor: cdc-processor
+  kafka: { bootstrapServers: "kafka:9092" }
+  redis: { url: "redis://redis:6379", keyPrefix: tenant-a }
+"#;
+    let names: Vec<String> = desired_pod_env(cdc).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"REDIS_URL".to_owned()), "{names:?}");
+    assert!(!names.contains(&"REDIS_KEY_PREFIX".to_owned()), "{names:?}");
 }
 
 #[test]
@@ -352,16 +422,17 @@ fn a_redis_ca_secret_is_mounted_and_named_to_the_service() {
     );
 
     // Without it: no volume, no variable.
-    let plain = desired_pod_env_names(FRAUD);
-    assert!(!plain.contains(&"REDIS_CA_CERT_FILE".to_owned()));
+    let plain = desired_pod_env(FRAUD);
+    assert!(!plain.iter().any(|(name, _)| name == "REDIS_CA_CERT_FILE"));
 }
 
-fn desired_pod_env_names(yaml: &str) -> Vec<String> {
+/// The container's variables: name and literal value (`None` for one from a reference).
+fn desired_pod_env(yaml: &str) -> Vec<(String, Option<String>)> {
     let desired = desired(&job(yaml), 12, None, &defaults()).unwrap();
     pod_spec(&desired).containers[0]
         .env
         .iter()
         .flatten()
-        .map(|e| e.name.clone())
+        .map(|e| (e.name.clone(), e.value.clone()))
         .collect()
 }

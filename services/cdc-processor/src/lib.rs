@@ -12,6 +12,7 @@
 
 pub mod capture;
 pub mod columns;
+pub mod config;
 pub mod inventory;
 pub mod mapping;
 pub mod order_items;

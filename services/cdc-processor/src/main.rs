@@ -5,109 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cdc_processor::columns::DecodeSettings;
+use cdc_processor::config::Config;
 use cdc_processor::processor::{CdcProcessor, OutputTopics};
-use clap::{Parser, ValueEnum};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
-use trendstream_events::debezium::{DecimalMode, TimestampEncoding};
-use trendstream_runtime::RuntimeOptions;
 use trendstream_runtime::changelog::{TopicSpec, ensure_topics, partition_count};
-use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
-
-/// Debezium's `decimal.handling.mode`, used for records sent without a schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DecimalHandling {
-    Precise,
-    String,
-    Double,
-}
-
-/// How integer timestamp columns are encoded in records sent without a schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum IntegerTimestamps {
-    Millis,
-    Micros,
-    Nanos,
-}
-
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "cdc-processor: Debezium change events to canonical order and inventory streams."
-)]
-struct Config {
-    #[command(flatten)]
-    common: CommonOptions,
-    /// The runtime; KAFKA_OUTPUT_TOPIC is the canonical orders topic.
-    #[command(flatten)]
-    runtime: RuntimeOptions,
-    /// Topic of the canonical inventory changes (keyed by SKU).
-    #[arg(long, env = "CDC_INVENTORY_TOPIC", default_value = "inventory-changes")]
-    inventory_topic: String,
-    /// Partitions of the output topics when they do not exist yet.
-    #[arg(long, env = "CDC_OUTPUT_PARTITIONS", default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..))]
-    output_partitions: i32,
-    /// Decimal encoding of records without a schema (the connector's decimal.handling.mode);
-    /// records with a schema are decoded as their schema says.
-    #[arg(
-        long,
-        env = "CDC_DECIMAL_HANDLING_MODE",
-        value_enum,
-        default_value = "precise"
-    )]
-    decimal_handling_mode: DecimalHandling,
-    /// Scale of `precise` decimals in records without a schema.
-    #[arg(long, env = "CDC_DECIMAL_SCALE", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=28))]
-    decimal_scale: u32,
-    /// Unit of integer timestamp columns in records without a schema.
-    #[arg(
-        long,
-        env = "CDC_INTEGER_TIMESTAMPS",
-        value_enum,
-        default_value = "micros"
-    )]
-    integer_timestamps: IntegerTimestamps,
-}
-
-impl ServiceConfig for Config {
-    fn common(&self) -> &CommonOptions {
-        &self.common
-    }
-}
-
-impl Config {
-    fn settings(&self) -> DecodeSettings {
-        DecodeSettings {
-            decimal_mode: match self.decimal_handling_mode {
-                DecimalHandling::Precise => DecimalMode::Precise {
-                    scale: self.decimal_scale,
-                },
-                DecimalHandling::String => DecimalMode::String,
-                DecimalHandling::Double => DecimalMode::Double,
-            },
-            integer_timestamps: match self.integer_timestamps {
-                IntegerTimestamps::Millis => TimestampEncoding::Millis,
-                IntegerTimestamps::Micros => TimestampEncoding::Micros,
-                IntegerTimestamps::Nanos => TimestampEncoding::Nanos,
-            },
-        }
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        self.runtime.validate().map_err(|e| e.to_string())?;
-        if self.inventory_topic.trim().is_empty() {
-            return Err("invalid configuration: CDC_INVENTORY_TOPIC: must not be empty".into());
-        }
-        if self.inventory_topic == self.runtime.output_topic {
-            return Err(
-                "invalid configuration: CDC_INVENTORY_TOPIC: must differ from KAFKA_OUTPUT_TOPIC"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-}
+use trendstream_service::config::load_config;
 
 /// Creates the output topics if needed and reads their partition counts (records are sent to
 /// the partition of their key, so the counts must be the broker's).

@@ -64,6 +64,16 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
 }
 
+/// A key prefix (`REDIS_KEY_PREFIX`), checked by [`valid_id`]; the error says the rule. Every
+/// service that reads the prefix parses it with this, as a clap value parser.
+pub fn parse_prefix(text: &str) -> Result<String, String> {
+    if valid_id(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("1 to 128 characters of A-Z a-z 0-9 _ - . : @, the first a letter or digit".into())
+    }
+}
+
 /// The same rule as [`valid_id`], as a regular expression (for OpenAPI documents).
 pub const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$";
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use trendstream_events::feature_store::DEFAULT_PREFIX;
+use trendstream_events::feature_store::{DEFAULT_PREFIX, parse_prefix};
 use trendstream_service::config::{CommonOptions, ServiceConfig};
 use trendstream_service::redis::RedisAuth;
 
@@ -104,14 +104,6 @@ fn parse_redis_url(text: &str) -> Result<String, String> {
     redis::Client::open(text)
         .map(|_| text.to_owned())
         .map_err(|e| format!("not a Redis URL: {e}"))
-}
-
-fn parse_prefix(text: &str) -> Result<String, String> {
-    if trendstream_events::feature_store::valid_id(text) {
-        Ok(text.to_owned())
-    } else {
-        Err("1 to 128 characters of A-Z a-z 0-9 _ - . : @, the first a letter or digit".into())
-    }
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {

@@ -16,7 +16,7 @@
 mod aggregate;
 
 use aggregate::{Totals, complete_windows};
-use clap::Parser;
+use revenue_calculator::config::Config;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use trendstream_events::feature_store::{
@@ -24,39 +24,8 @@ use trendstream_events::feature_store::{
 };
 use trendstream_events::{Currency, OrderEvent, decode_order};
 use trendstream_runtime::window::{Lateness, TumblingWindows, lateness};
-use trendstream_runtime::{Context, ProcessError, Processor, Record, RuntimeOptions, Timer};
-use trendstream_service::config::{CommonOptions, ServiceConfig, load_config};
-use trendstream_service::duration;
-
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "revenue-calculator: GMV, orders and average order value per event-time window, total and per category."
-)]
-struct Config {
-    #[command(flatten)]
-    common: CommonOptions,
-    #[command(flatten)]
-    runtime: RuntimeOptions,
-    /// Tumbling window size.
-    #[arg(long, env = "WINDOW_SIZE", default_value = "1m", value_parser = |v: &str| duration::parse(v).map_err(|e| e.to_string()))]
-    window_size: std::time::Duration,
-    /// The one currency windows are reported in; orders in others are dead-lettered.
-    #[arg(long, env = "REVENUE_CURRENCY", default_value = "TRY")]
-    currency: Currency,
-    /// Partitions of the input topic (the operator sets it); read from the broker when unset.
-    #[arg(long, env = "KAFKA_PARTITIONS")]
-    partitions: Option<usize>,
-    /// Prefix of the Redis keys (the feature-store layout).
-    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = trendstream_events::feature_store::DEFAULT_PREFIX)]
-    redis_key_prefix: String,
-}
-
-impl ServiceConfig for Config {
-    fn common(&self) -> &CommonOptions {
-        &self.common
-    }
-}
+use trendstream_runtime::{Context, ProcessError, Processor, Record, Timer};
+use trendstream_service::config::load_config;
 
 /// What one partition tells the merge stage.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

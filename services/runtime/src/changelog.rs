@@ -109,14 +109,9 @@ pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32, Chan
     Ok(i32::try_from(count).unwrap_or(i32::MAX))
 }
 
-/// Replays each store's changelog into `state`, from the position the state recorded to the
-/// end of the log (read_committed: only committed transactions). Returns records replayed.
-pub fn replay(
-    bootstrap: &str,
-    state: &mut PartitionState,
-    topics: &[String],
-) -> Result<u64, ChangelogError> {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer outside any group that reads committed records only.
+fn restore_consumer(bootstrap: &str, topics: &[String]) -> Result<BaseConsumer, ChangelogError> {
+    ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "trendstream-restore")
         .set("enable.auto.commit", "false")
@@ -127,7 +122,38 @@ pub fn replay(
         .map_err(|source| ChangelogError::Kafka {
             topic: topics.join(","),
             source,
-        })?;
+        })
+}
+
+/// The end of partition `partition` of each topic: its last stable offset, where the next
+/// committed record will be (a stateless fresh start begins its changelogs there).
+pub fn end_offsets(
+    bootstrap: &str,
+    topics: &[String],
+    partition: i32,
+) -> Result<Vec<i64>, ChangelogError> {
+    let consumer = restore_consumer(bootstrap, topics)?;
+    topics
+        .iter()
+        .map(|topic| {
+            watermarks(&consumer, topic, partition)
+                .map(|(_, high)| high)
+                .map_err(|source| ChangelogError::Kafka {
+                    topic: topic.clone(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// Replays each store's changelog into `state`, from the position the state recorded to the
+/// end of the log (read_committed: only committed transactions). Returns records replayed.
+pub fn replay(
+    bootstrap: &str,
+    state: &mut PartitionState,
+    topics: &[String],
+) -> Result<u64, ChangelogError> {
+    let consumer = restore_consumer(bootstrap, topics)?;
     let partition = state.partition();
     let mut replayed = 0;
     for (index, topic) in topics.iter().enumerate() {

@@ -9,7 +9,8 @@
 use crate::changelog;
 use crate::engine::EngineError;
 use crate::metrics::{OutcomeLabels, RuntimeMetrics};
-use crate::state::PartitionState;
+use crate::state::{PartitionState, StateError};
+use crate::upgrade::{EpochMark, PartitionStart, keeps_state};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -99,21 +100,73 @@ impl Checkpointer {
         self.last.elapsed() >= self.interval
     }
 
-    /// Opens a partition's state: the local database if there is one, else the newest GCS
-    /// checkpoint, else empty; then replays the changelogs. Returns the records replayed.
+    /// Opens a partition's state as `start` says (see [`crate::upgrade`]), then replays the
+    /// changelogs. Resuming: the local database if there is one, else the newest GCS
+    /// checkpoint, else empty. Returns the records replayed.
     pub fn open_partition(
         &self,
         partition: i32,
         stores: &[&str],
         changelogs: &[String],
+        start: &PartitionStart,
     ) -> Result<(PartitionState, u64), EngineError> {
         let dir = self.partition_dir(partition);
-        if !dir.join("CURRENT").exists() {
-            self.restore_from_gcs(partition, &dir);
-        }
-        let mut state = PartitionState::open(&dir, partition, stores)?;
+        let mut state = match start {
+            PartitionStart::Resume => {
+                if !dir.join("CURRENT").exists() {
+                    self.restore_from_gcs(partition, &dir);
+                }
+                PartitionState::open(&dir, partition, stores)?
+            }
+            PartitionStart::ResumeEpoch(mark) => {
+                self.open_epoch(partition, &dir, stores, start, mark)?
+            }
+            PartitionStart::Fresh(epoch) => {
+                let changelog_start =
+                    changelog::end_offsets(&self.bootstrap, changelogs, partition)?;
+                let mark = EpochMark {
+                    epoch: epoch.clone(),
+                    changelog_start,
+                };
+                open_empty(partition, &dir, stores, mark)?
+            }
+        };
         let replayed = changelog::replay(&self.bootstrap, &mut state, changelogs)?;
         Ok((state, replayed))
+    }
+
+    /// Stateless, resuming: the local state if this epoch started it, else the newest GCS
+    /// checkpoint if this epoch started that, else empty from the epoch's changelog start.
+    fn open_epoch(
+        &self,
+        partition: i32,
+        dir: &Path,
+        stores: &[&str],
+        start: &PartitionStart,
+        mark: &EpochMark,
+    ) -> Result<PartitionState, EngineError> {
+        let current = || -> Result<Option<PartitionState>, EngineError> {
+            if !dir.join("CURRENT").exists() {
+                return Ok(None);
+            }
+            let state = PartitionState::open(dir, partition, stores)?;
+            let epoch = state.epoch_mark().map(|m| m.epoch.as_str());
+            Ok(keeps_state(start, epoch).then_some(state))
+        };
+        if let Some(state) = current()? {
+            return Ok(state);
+        }
+        remove_state(partition, dir)?;
+        self.restore_from_gcs(partition, dir);
+        if let Some(state) = current()? {
+            return Ok(state);
+        }
+        tracing::info!(
+            partition,
+            epoch = mark.epoch,
+            "no state of this epoch; rebuilding it from the changelog"
+        );
+        Ok(open_empty(partition, dir, stores, mark.clone())?)
     }
 
     /// Best effort: a missing or broken checkpoint means a full changelog replay, not a failure.
@@ -290,4 +343,29 @@ fn prune_local(root: &Path, keep: usize) {
             tracing::warn!(dir = %dir.display(), error = %err, "removing an old local checkpoint");
         }
     }
+}
+
+/// Deletes a partition's local database (state of another epoch).
+fn remove_state(partition: i32, dir: &Path) -> Result<(), StateError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io {
+            partition,
+            path: dir.to_owned(),
+            source: err,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// An empty state that starts the epoch of `mark` (a stateless fresh start or rebuild).
+fn open_empty(
+    partition: i32,
+    dir: &Path,
+    stores: &[&str],
+    mark: EpochMark,
+) -> Result<PartitionState, StateError> {
+    remove_state(partition, dir)?;
+    let mut state = PartitionState::open(dir, partition, stores)?;
+    state.start_epoch(mark)?;
+    Ok(state)
 }

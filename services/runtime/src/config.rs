@@ -3,6 +3,7 @@
 //! Every value is parsed and checked when the process starts (clap names the offending flag or
 //! variable); [`RuntimeOptions::validate`] adds the cross-field checks.
 
+use crate::upgrade::{UpgradeMode, parse_epoch};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,10 +71,21 @@ pub struct RuntimeOptions {
     #[arg(long, env = "GCS_PREFIX", default_value = "checkpoints")]
     pub gcs_prefix: String,
 
-    /// GCS endpoint override (the emulator); unset means storage.googleapis.com with Workload
-    /// Identity credentials.
-    #[arg(long, env = "GCS_ENDPOINT")]
+    /// GCS endpoint override (the emulator), an http(s) URL; unset means storage.googleapis.com
+    /// with Workload Identity credentials.
+    #[arg(long, env = "GCS_ENDPOINT", value_parser = parse_http_url)]
     pub gcs_endpoint: Option<String>,
+
+    /// What a replica does with a partition's state after the pod template changed:
+    /// `last-state` keeps it, `stateless` starts empty from the end of the input
+    /// (docs/upgrades.md).
+    #[arg(long, env = "UPGRADE_MODE", value_enum, default_value = "last-state")]
+    pub upgrade_mode: UpgradeMode,
+
+    /// Identity of the pod template (the operator sets the StatefulSet revision); required by,
+    /// and only meaningful for, `stateless`.
+    #[arg(long, env = "UPGRADE_EPOCH", value_parser = parse_epoch)]
+    pub upgrade_epoch: Option<String>,
 
     /// Bounded out-of-orderness of event time.
     #[arg(long, env = "MAX_OUT_OF_ORDERNESS", default_value = "30s", value_parser = parse_duration)]
@@ -158,6 +170,18 @@ impl RuntimeOptions {
         if self.producer_max_in_flight <= 0 {
             return fail("PRODUCER_MAX_IN_FLIGHT", "must be positive");
         }
+        match (self.upgrade_mode, &self.upgrade_epoch) {
+            (UpgradeMode::Stateless, None) => {
+                return fail(
+                    "UPGRADE_EPOCH",
+                    "required with UPGRADE_MODE=stateless: it tells a new pod template from a restart",
+                );
+            }
+            (UpgradeMode::LastState, Some(_)) => {
+                return fail("UPGRADE_EPOCH", "only used with UPGRADE_MODE=stateless");
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -178,6 +202,22 @@ impl RuntimeOptions {
 
     pub fn allowed_lateness_ms(&self) -> i64 {
         millis(self.allowed_lateness)
+    }
+}
+
+/// An `http://` or `https://` URL with a host: anything else would send checkpoints elsewhere.
+fn parse_http_url(value: &str) -> Result<String, String> {
+    let host = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .map(|rest| rest.split('/').next().unwrap_or_default());
+    match host {
+        Some(host) if !host.is_empty() && !value.contains(char::is_whitespace) => {
+            Ok(value.to_owned())
+        }
+        _ => Err(format!(
+            "{value:?} is not an http(s) URL such as http://127.0.0.1:9023"
+        )),
     }
 }
 
@@ -224,15 +264,33 @@ mod tests {
         assert_eq!(options.commit_interval, Duration::from_millis(100));
         assert_eq!(options.dlq_topic("fraud-detector"), "dlq.fraud-detector");
         assert_eq!(options.changelog_topic("counts"), "g-counts-changelog");
+        assert_eq!(options.upgrade_mode, UpgradeMode::LastState);
+        assert_eq!(options.gcs_endpoint, None);
+        let options = parse(&[
+            "--upgrade-mode",
+            "stateless",
+            "--upgrade-epoch",
+            "fraud-6d4b9c7f8",
+            "--gcs-endpoint",
+            "http://127.0.0.1:9023",
+        ])
+        .expect("valid");
+        assert_eq!(options.upgrade_mode, UpgradeMode::Stateless);
+        assert_eq!(options.upgrade_epoch.as_deref(), Some("fraud-6d4b9c7f8"));
     }
 
     #[test]
     fn errors_name_the_field() {
-        let cases: [(&[&str], &str); 4] = [
+        let cases: [(&[&str], &str); 9] = [
             (&["--commit-interval", "soon"], "soon"),
             (&["--input-topics", "out"], "KAFKA_OUTPUT_TOPIC"),
             (&["--checkpoint-retained", "0"], "CHECKPOINT_RETAINED"),
             (&["--session-timeout", "1s"], "KAFKA_SESSION_TIMEOUT"),
+            (&["--gcs-endpoint", "gcs:9023"], "--gcs-endpoint"),
+            (&["--gcs-endpoint", "http://"], "--gcs-endpoint"),
+            (&["--upgrade-mode", "savepoint"], "--upgrade-mode"),
+            (&["--upgrade-mode", "stateless"], "UPGRADE_EPOCH"),
+            (&["--upgrade-epoch", "abc"], "UPGRADE_EPOCH"),
         ];
         for (args, field) in cases {
             let err = parse(args).expect_err("invalid");

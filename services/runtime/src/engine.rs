@@ -31,6 +31,7 @@ use crate::metrics::{
 use crate::processor::{Context, Emitted, ProcessError, Processor, Record, RedisWrite, Timer};
 use crate::redis_sink::RedisSink;
 use crate::state::{PartitionState, StateError};
+use crate::upgrade::{self, PartitionStart};
 use crate::watermark::{PartitionActivity, idle_advances};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{
@@ -182,6 +183,8 @@ pub struct Core<P: Processor> {
     positions: HashMap<(String, i32), i64>,
     /// Offsets committed per input (topic, partition); `None`: nothing committed yet.
     committed: HashMap<(String, i32), Option<i64>>,
+    /// Stateless fresh starts: input offsets below these are not this epoch's (skipped).
+    fresh_from: HashMap<(String, i32), i64>,
     redis: Option<RedisSink>,
     redis_pending: Vec<RedisWrite>,
     txn_open: bool,
@@ -221,6 +224,7 @@ impl<P: Processor> Core<P> {
             tasks: BTreeMap::new(),
             positions: HashMap::new(),
             committed: HashMap::new(),
+            fresh_from: HashMap::new(),
             redis,
             redis_pending: Vec::new(),
             txn_open: false,
@@ -326,6 +330,14 @@ impl<P: Processor> Core<P> {
         let started = Instant::now();
         let partition = message.partition();
         let topic = message.topic();
+        let key = (topic.to_owned(), partition);
+        if let Some(&from) = self.fresh_from.get(&key)
+            && message.offset() < from
+        {
+            // Fetched before a stateless fresh start's offset: the next commit stores it.
+            self.positions.entry(key).or_insert(from);
+            return Ok(());
+        }
         self.ensure_transaction()?;
         self.metrics
             .records_in
@@ -713,9 +725,14 @@ impl<P: Processor> Core<P> {
                 .flatten()
                 != Some(*next)
             {
-                offsets
-                    .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                let mut offset = offsets.add_partition(topic, *partition);
+                offset
+                    .set_offset(Offset::Offset(*next))
                     .map_err(kafka("offsets"))?;
+                // Stateless: the epoch mark commits with the offsets (see crate::upgrade).
+                if let Some(mark) = self.tasks.get(partition).and_then(|s| s.epoch_mark()) {
+                    offset.set_metadata(mark.encode());
+                }
             }
         }
         if offsets.count() > 0 {
@@ -844,13 +861,17 @@ impl<P: Processor> Core<P> {
         let committed = consumer
             .committed_offsets(assigned.clone(), Duration::from_secs(60))
             .map_err(kafka("committed offsets of assigned partitions"))?;
-        for element in committed.elements() {
+        let committed = committed.elements();
+        let mut marks: HashMap<i32, Vec<Option<&str>>> = HashMap::new();
+        for element in &committed {
             let offset = match element.offset() {
                 Offset::Offset(offset) => Some(offset),
                 _ => None,
             };
             self.committed
                 .insert((element.topic().to_owned(), element.partition()), offset);
+            let mark = Some(element.metadata()).filter(|m| !m.is_empty());
+            marks.entry(element.partition()).or_default().push(mark);
         }
         for element in assigned.elements() {
             let partition = element.partition();
@@ -858,11 +879,25 @@ impl<P: Processor> Core<P> {
                 continue;
             }
             let started = Instant::now();
+            let start = upgrade::partition_start(
+                self.options.upgrade_mode,
+                self.options.upgrade_epoch.as_deref(),
+                marks.get(&partition).map_or(&[], Vec::as_slice),
+            );
             let (state, replayed) = self.checkpointer.open_partition(
                 partition,
                 self.processor.stores(),
                 &self.changelogs,
+                &start,
             )?;
+            if let PartitionStart::Fresh(epoch) = &start {
+                tracing::info!(
+                    partition,
+                    epoch,
+                    "stateless: new epoch, empty state from the input's end"
+                );
+                self.start_at_end(consumer, partition)?;
+            }
             self.metrics.restored_records.inc_by(replayed);
             self.metrics
                 .restore_seconds
@@ -883,6 +918,29 @@ impl<P: Processor> Core<P> {
         Ok(())
     }
 
+    /// A stateless fresh start reads the partition's input from its current end (the last
+    /// stable offset: this consumer reads committed records only); records before it that are
+    /// fetched anyway are skipped ([`Self::handle`]), and the next commit stores these offsets
+    /// with the new epoch's mark.
+    fn start_at_end(
+        &mut self,
+        consumer: &BaseConsumer<impl ConsumerContext>,
+        partition: i32,
+    ) -> Result<(), EngineError> {
+        for topic in &self.options.input_topics {
+            let (_, end) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map_err(kafka("end offsets of a fresh partition"))?;
+            // Best effort: skipping in `handle` is what guarantees it.
+            if let Err(err) = consumer.seek(topic, partition, Offset::Offset(end), Duration::ZERO) {
+                tracing::debug!(topic, partition, %err, "seek to the input's end failed; skipping instead");
+            }
+            self.positions.insert((topic.clone(), partition), end);
+            self.fresh_from.insert((topic.clone(), partition), end);
+        }
+        Ok(())
+    }
+
     fn mark_ready(&self) {
         self.readiness.set_ready();
     }
@@ -898,6 +956,7 @@ impl<P: Processor> Core<P> {
             let key = (element.topic().to_owned(), element.partition());
             self.positions.remove(&key);
             self.committed.remove(&key);
+            self.fresh_from.remove(&key);
             if !kept.contains(&element.partition())
                 && self.tasks.remove(&element.partition()).is_some()
             {

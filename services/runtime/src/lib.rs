@@ -16,6 +16,7 @@ pub mod processor;
 pub mod redis_sink;
 pub mod runner;
 pub mod state;
+pub mod upgrade;
 pub mod watermark;
 pub mod window;
 

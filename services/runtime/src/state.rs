@@ -15,6 +15,7 @@
 //! store [`RUNTIME_STORE`]; changelog positions live in a local-only column family.
 
 use crate::processor::Timer;
+use crate::upgrade::EpochMark;
 use crate::watermark::PartitionClock;
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch};
@@ -30,6 +31,7 @@ const META_CF: &str = "__meta";
 const CLOCK_KEY: &[u8] = b"clock";
 const TIMER_PREFIX: &str = "timer/";
 const POSITION_PREFIX: &str = "changelog-position/";
+const EPOCH_KEY: &[u8] = b"upgrade-epoch";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -81,6 +83,8 @@ pub struct PartitionState {
     journal_clock: PartitionClock,
     /// Wall-clock time of the last input record, for idle detection.
     pub last_record: Instant,
+    /// The stateless epoch that started this state, if one did (see [`crate::upgrade`]).
+    epoch_mark: Option<EpochMark>,
 }
 
 enum Undo {
@@ -124,8 +128,14 @@ impl PartitionState {
             journal: Vec::new(),
             journal_clock: PartitionClock::default(),
             last_record: Instant::now(),
+            epoch_mark: None,
         };
         state.load_runtime()?;
+        let mark = state
+            .db
+            .get_cf(state.cf(META_CF)?, EPOCH_KEY)
+            .map_err(|source| state.db_error(source))?;
+        state.epoch_mark = mark.and_then(|m| EpochMark::decode(&String::from_utf8_lossy(&m)));
         Ok(state)
     }
 
@@ -355,6 +365,26 @@ impl PartitionState {
         if index == self.runtime_index() {
             self.load_runtime()?;
         }
+        Ok(())
+    }
+
+    /// The stateless epoch that started this (empty) state, kept with it in checkpoints too.
+    pub fn epoch_mark(&self) -> Option<&EpochMark> {
+        self.epoch_mark.as_ref()
+    }
+
+    /// Starts a stateless epoch on this empty state: records the mark, and sets the changelog
+    /// positions to where the epoch's changelog begins, so replays skip what came before.
+    pub fn start_epoch(&mut self, mark: EpochMark) -> Result<(), StateError> {
+        let positions: Vec<(usize, i64)> =
+            mark.changelog_start.iter().copied().enumerate().collect();
+        let mut batch = WriteBatch::default();
+        self.put_positions(&mut batch, &positions)?;
+        batch.put_cf(self.cf(META_CF)?, EPOCH_KEY, mark.encode());
+        self.db
+            .write(batch)
+            .map_err(|source| self.db_error(source))?;
+        self.epoch_mark = Some(mark);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use crate::telemetry::{LogFormat, init_tracing};
 use clap::Args;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 /// Options common to every TrendStream binary.
@@ -45,4 +46,42 @@ pub fn load_config<C: ServiceConfig>(service: &str) -> C {
     config.common().init();
     tracing::info!(service, ?config, "configuration loaded");
     config
+}
+
+/// Every environment variable a configuration reads: the `env` of each of its arguments,
+/// flattened ones included. The operator's contract test checks the pod environment against it.
+pub fn env_names<C: clap::CommandFactory>() -> BTreeSet<String> {
+    C::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Demo {
+        #[command(flatten)]
+        common: CommonOptions,
+        /// Read from the environment.
+        #[arg(long, env = "DEMO_SETTING")]
+        setting: Option<String>,
+        /// A flag only.
+        #[arg(long)]
+        flag_only: bool,
+    }
+
+    #[test]
+    fn env_names_include_flattened_options_and_skip_flags_without_a_variable() {
+        let names = env_names::<Demo>();
+        let expected = [
+            "DEMO_SETTING",
+            "TRENDSTREAM_HTTP_ADDR",
+            "TRENDSTREAM_LOG_FORMAT",
+        ];
+        assert_eq!(names, expected.map(str::to_owned).into());
+    }
 }

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use std::time::Duration;
-use trendstream_events::feature_store::{KeySpace, valid_id};
+use trendstream_events::feature_store::{DEFAULT_PREFIX, KeySpace, parse_prefix};
 use trendstream_runtime::RuntimeOptions;
 use trendstream_runtime::config::ConfigError;
 use trendstream_service::config::{CommonOptions, ServiceConfig};
@@ -28,7 +28,7 @@ pub struct Config {
     #[arg(long, env = "SESSION_GAP", default_value = "30m", value_parser = parse_duration)]
     pub session_gap: Duration,
     /// Prefix of every Redis key written (the feature-store layout's `{p}`).
-    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = trendstream_events::feature_store::DEFAULT_PREFIX)]
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = DEFAULT_PREFIX, value_parser = parse_prefix)]
     pub redis_key_prefix: String,
 }
 
@@ -57,14 +57,6 @@ impl Config {
             return Err(ConfigError {
                 field: "SESSION_GAP",
                 message: "too large".into(),
-            });
-        }
-        if !valid_id(&self.redis_key_prefix) {
-            return Err(ConfigError {
-                field: "REDIS_KEY_PREFIX",
-                message:
-                    "1 to 128 characters of A-Z a-z 0-9 _ - . : @, the first a letter or digit"
-                        .into(),
             });
         }
         Ok(())
