@@ -125,8 +125,14 @@ async fn the_operators_pods_process_the_pipeline_exactly() -> anyhow::Result<()>
     let namespace = FLEET_NAMESPACE;
     let run = Run::new(&short_name("fl"));
     let result = async {
+        // Topics are provisioned before the jobs, as on a cluster whose broker creates none.
         create_topic(&bootstrap, &run.clicks, PARTITIONS).await?;
         create_topic(&bootstrap, &run.orders, PARTITIONS).await?;
+        for (processor, _) in PROCESSORS {
+            for what in ["out", "dlq", "late"] {
+                create_topic(&bootstrap, &run.topic(processor, what), PARTITIONS).await?;
+            }
+        }
         create_bucket(env.get("GCS_ENDPOINT")?, &bucket(&run)).await?;
         let events_file = run.dir()?.join("events.jsonl");
         // The input is there before the jobs: what is measured below is the time from
