@@ -116,8 +116,15 @@ fn delete_jobs(env: &TestEnv, run: &Run) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_operators_pods_process_the_pipeline_exactly() -> anyhow::Result<()> {
+/// What happens to the fleet while it works.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Disruption {
+    None,
+    /// A pod force-deleted (same volume), then another force-deleted with its volume claim.
+    PodsDeleted,
+}
+
+async fn run_fleet(disruption: Disruption) -> anyhow::Result<()> {
     let env = TestEnv::load()?;
     let _turn = install_operator(&env).await?;
     let client = client(&env).await?;
@@ -190,6 +197,9 @@ async fn the_operators_pods_process_the_pipeline_exactly() -> anyhow::Result<()>
                 }
             }
         }
+        if disruption == Disruption::PodsDeleted {
+            delete_pods_mid_run(&env, &client, &run).await?;
+        }
 
         pipeline::wait_for_loadgen(&mut loadgen, Duration::from_secs(600)).await?;
         let want = Expected::compute(&run, &events_file)?;
@@ -204,7 +214,7 @@ async fn the_operators_pods_process_the_pipeline_exactly() -> anyhow::Result<()>
         .await?;
 
         // The pods' own logs say what they did.
-        let pod = format!("{}-0", job_name(&run, "fraud-detector"));
+        let pod = format!("{}-0", job_name(&run, "revenue-calculator"));
         let text = logs(&env, namespace, &pod, false)?;
         anyhow::ensure!(
             text.contains("partition acquired"),
@@ -218,6 +228,139 @@ async fn the_operators_pods_process_the_pipeline_exactly() -> anyhow::Result<()>
     }
     delete_jobs(&env, &run)?;
     result
+}
+
+/// Force-deletes `fraud-detector-0` (its replacement reopens the same volume), then
+/// `session-aggregator-1` with its volume claim (its replacement gets a new, empty volume and
+/// restores from the GCS checkpoint). Measures how long each replacement takes to process again.
+async fn delete_pods_mid_run(
+    env: &TestEnv,
+    client: &kube::Client,
+    run: &Run,
+) -> anyhow::Result<()> {
+    let namespace = FLEET_NAMESPACE;
+    let force = ["--grace-period=0", "--force", "--wait=false"];
+    let fraud = format!("{}-0", job_name(run, "fraud-detector"));
+    let old = uid(client, &fraud).await?;
+    let deleted = Instant::now();
+    kubectl(
+        env,
+        &[&["delete", "pod", "-n", namespace, &fraud][..], &force[..]].concat(),
+        None,
+    )?;
+    let text = replacement_processing(env, client, &fraud, old).await?;
+    println!(
+        "measured: {fraud} force-deleted, its replacement processing again after {:.1}s",
+        deleted.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(
+        text.contains("partition acquired"),
+        "{fraud} restarted without its partitions:\n{text}"
+    );
+
+    // A checkpoint in GCS first (every 10 s), then the pod and its volume go.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let sessions = format!("{}-1", job_name(run, "session-aggregator"));
+    let claim = format!("state-{sessions}");
+    kubectl(
+        env,
+        &["delete", "pvc", "-n", namespace, &claim, "--wait=false"],
+        None,
+    )?;
+    let old = uid(client, &sessions).await?;
+    let deleted = Instant::now();
+    kubectl(
+        env,
+        &[
+            &["delete", "pod", "-n", namespace, &sessions][..],
+            &force[..],
+        ]
+        .concat(),
+        None,
+    )?;
+    let text = replacement_processing(env, client, &sessions, old).await?;
+    println!(
+        "measured: {sessions} force-deleted with its volume, its replacement processing again after {:.1}s",
+        deleted.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(
+        text.contains("state restored from GCS"),
+        "{sessions} on a new volume did not restore from GCS:\n{text}"
+    );
+    Ok(())
+}
+
+async fn uid(client: &kube::Client, pod: &str) -> anyhow::Result<Option<String>> {
+    let pods =
+        kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), FLEET_NAMESPACE);
+    Ok(pods.get_opt(pod).await?.and_then(|p| p.metadata.uid))
+}
+
+/// Waits until the pod that replaced `name` (whose uid was `old`) is Ready and has acquired
+/// its partitions; returns its log. A replacement that was created while its volume claim was
+/// still terminating can never start: it is deleted again, as a user would.
+async fn replacement_processing(
+    env: &TestEnv,
+    client: &kube::Client,
+    name: &str,
+    old: Option<String>,
+) -> anyhow::Result<String> {
+    let pods =
+        kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), FLEET_NAMESPACE);
+    let old = pods.get_opt(name).await?.and_then(|p| p.metadata.uid);
+    let deadline = Instant::now() + START;
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name} not processing again within {START:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(pod) = pods.get_opt(name).await? else {
+            continue;
+        };
+        if pod.metadata.uid == old || pod.metadata.creation_timestamp.is_none() {
+            continue;
+        }
+        let waiting_on_claim = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.message
+                            .as_deref()
+                            .unwrap_or_default()
+                            .contains("being deleted")
+                })
+            });
+        if waiting_on_claim {
+            kubectl(
+                env,
+                &["delete", "pod", "-n", FLEET_NAMESPACE, name, "--wait=false"],
+                None,
+            )?;
+            continue;
+        }
+        if !is_ready(&pod) {
+            continue;
+        }
+        let text = logs(env, FLEET_NAMESPACE, name, false)?;
+        if text.contains("partition acquired") {
+            return Ok(text);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operators_pods_process_the_pipeline_exactly() -> anyhow::Result<()> {
+    run_fleet(Disruption::None).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn force_deleted_pods_and_a_lost_volume_change_nothing() -> anyhow::Result<()> {
+    run_fleet(Disruption::PodsDeleted).await
 }
 
 /// A name short enough for a StreamJob's children (`<run>-<processor>-<ordinal>` pods, their
