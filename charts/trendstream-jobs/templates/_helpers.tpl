@@ -32,5 +32,8 @@ merged over it. Argument: (list $ $name $job). */ -}}
 {{- if and $v.checkpoint.gcsBucket (hasKey $spec "checkpoint") (hasKey $spec.checkpoint "gcs") -}}
 {{- $_ := set $spec.checkpoint.gcs "bucket" $v.checkpoint.gcsBucket -}}
 {{- end -}}
+{{- if and $v.checkpoint.gcsEndpoint (hasKey $spec "checkpoint") (hasKey $spec.checkpoint "gcs") -}}
+{{- $_ := set $spec.checkpoint.gcs "endpoint" $v.checkpoint.gcsEndpoint -}}
+{{- end -}}
 {{- toYaml (mergeOverwrite $spec (deepCopy (default dict $job.spec))) -}}
 {{- end -}}
