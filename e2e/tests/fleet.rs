@@ -10,11 +10,12 @@
 use std::time::{Duration, Instant};
 use trendstream_e2e::TestEnv;
 use trendstream_e2e::fleet::{
-    FLEET_NAMESPACE, image, install_operator, is_ready, logs, pod_facing, pods, running, show_pods,
+    FLEET_NAMESPACE, OPERATOR_NAMESPACE, OPERATOR_RELEASE, image, install_operator, is_ready, logs,
+    pod_facing, pods, running, show_pods,
 };
 use trendstream_e2e::gcs::create_bucket;
 use trendstream_e2e::kafka::{create_topic, read_committed};
-use trendstream_e2e::kube::{client, kubectl};
+use trendstream_e2e::kube::{client, eventually, kubectl};
 use trendstream_e2e::pipeline::{self, Expected, PROCESSORS, Run};
 
 const PARTITIONS: i32 = 6;
@@ -51,7 +52,7 @@ spec:
     consumerGroup: {group}
     partitions: {PARTITIONS}
   parallelism:
-    partitionsPerReplica: {PARTITIONS_PER_REPLICA}
+    {parallelism}
   checkpoint:
     interval: 10s
     volumeSize: 1Gi
@@ -68,6 +69,13 @@ spec:
     idleTimeout: 24h
 "#,
         name = job_name(run, processor),
+        // revenue-calculator with a replica count, which `kubectl scale` sets; the others
+        // by partitions per replica.
+        parallelism = if processor == "revenue-calculator" {
+            format!("replicas: {}", PARTITIONS / PARTITIONS_PER_REPLICA)
+        } else {
+            format!("partitionsPerReplica: {PARTITIONS_PER_REPLICA}")
+        },
         image = image(env, processor)?,
         bootstrap = pod_facing(env, "KAFKA_BOOTSTRAP_SERVERS")?,
         out = run.topic(processor, "out"),
@@ -122,6 +130,9 @@ enum Disruption {
     None,
     /// A pod force-deleted (same volume), then another force-deleted with its volume claim.
     PodsDeleted,
+    /// Two jobs rescaled (`kubectl scale`, a partitionsPerReplica change) while the leading
+    /// operator pod is force-deleted.
+    RescaledWithoutOperator,
 }
 
 async fn run_fleet(disruption: Disruption) -> anyhow::Result<()> {
@@ -197,8 +208,10 @@ async fn run_fleet(disruption: Disruption) -> anyhow::Result<()> {
                 }
             }
         }
-        if disruption == Disruption::PodsDeleted {
-            delete_pods_mid_run(&env, &client, &run).await?;
+        match disruption {
+            Disruption::None => {}
+            Disruption::PodsDeleted => delete_pods_mid_run(&env, &client, &run).await?,
+            Disruption::RescaledWithoutOperator => rescale_mid_run(&env, &client, &run).await?,
         }
 
         pipeline::wait_for_loadgen(&mut loadgen, Duration::from_secs(600)).await?;
@@ -351,6 +364,106 @@ async fn replacement_processing(
             return Ok(text);
         }
     }
+}
+
+/// The Lease holder of the operator's leader election.
+async fn operator_leader(client: &kube::Client) -> anyhow::Result<Option<String>> {
+    let leases = kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        client.clone(),
+        OPERATOR_NAMESPACE,
+    );
+    Ok(leases
+        .get_opt(OPERATOR_RELEASE)
+        .await?
+        .and_then(|lease| lease.spec?.holder_identity))
+}
+
+/// `kubectl scale` of revenue-calculator (2 to 3 replicas) and a partitionsPerReplica change of
+/// session-aggregator (3 to 2, so 2 to 3 replicas), with the leading operator pod force-deleted
+/// right after: the other operator replica takes over the Lease, both jobs reach 3 ready
+/// replicas, and fraud-detector's healthy pods are never touched.
+async fn rescale_mid_run(env: &TestEnv, client: &kube::Client, run: &Run) -> anyhow::Result<()> {
+    let namespace = FLEET_NAMESPACE;
+    let fraud_pods = pod_uids(client, &job_name(run, "fraud-detector")).await?;
+    let leader = operator_leader(client)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the operator has no leader"))?;
+    let revenue = job_name(run, "revenue-calculator");
+    let sessions = job_name(run, "session-aggregator");
+    kubectl(
+        env,
+        &[
+            "scale",
+            "-n",
+            namespace,
+            "streamjob",
+            &revenue,
+            "--replicas=3",
+        ],
+        None,
+    )?;
+    kubectl(
+        env,
+        &[
+            "patch",
+            "-n",
+            namespace,
+            "streamjob",
+            &sessions,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"parallelism":{"partitionsPerReplica":2}}}"#,
+        ],
+        None,
+    )?;
+    let killed = Instant::now();
+    kubectl(
+        env,
+        &[
+            "delete",
+            "pod",
+            "-n",
+            OPERATOR_NAMESPACE,
+            &leader,
+            "--grace-period=0",
+            "--force",
+        ],
+        None,
+    )?;
+    println!("rescaled {revenue} and {sessions}; force-deleted the leading operator {leader}");
+    for job in [&revenue, &sessions] {
+        running(client, namespace, job, 3, START).await?;
+    }
+    let new_leader = eventually("a new operator leader", START, || async {
+        Ok(operator_leader(client)
+            .await?
+            .filter(|holder| *holder != leader))
+    })
+    .await?;
+    println!(
+        "measured: {new_leader} leads {:.1}s after the leader was killed; both jobs at 3 ready replicas",
+        killed.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(
+        pod_uids(client, &job_name(run, "fraud-detector")).await? == fraud_pods,
+        "the new operator restarted healthy fraud-detector pods"
+    );
+    Ok(())
+}
+
+async fn pod_uids(client: &kube::Client, job: &str) -> anyhow::Result<Vec<String>> {
+    let mut uids: Vec<String> = pods(client, FLEET_NAMESPACE, job)
+        .await?
+        .into_iter()
+        .filter_map(|p| p.metadata.uid)
+        .collect();
+    uids.sort();
+    Ok(uids)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rescaled_jobs_and_a_killed_operator_change_nothing() -> anyhow::Result<()> {
+    run_fleet(Disruption::RescaledWithoutOperator).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
