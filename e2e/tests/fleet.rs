@@ -133,6 +133,8 @@ enum Disruption {
     /// Two jobs rescaled (`kubectl scale`, a partitionsPerReplica change) while the leading
     /// operator pod is force-deleted.
     RescaledWithoutOperator,
+    /// Every job's spec changed (upgradeMode last-state, the default): the pods roll.
+    Upgraded,
 }
 
 async fn run_fleet(disruption: Disruption) -> anyhow::Result<()> {
@@ -212,6 +214,7 @@ async fn run_fleet(disruption: Disruption) -> anyhow::Result<()> {
             Disruption::None => {}
             Disruption::PodsDeleted => delete_pods_mid_run(&env, &client, &run).await?,
             Disruption::RescaledWithoutOperator => rescale_mid_run(&env, &client, &run).await?,
+            Disruption::Upgraded => upgrade_mid_run(&env, &client, &run).await?,
         }
 
         pipeline::wait_for_loadgen(&mut loadgen, Duration::from_secs(600)).await?;
@@ -366,6 +369,65 @@ async fn replacement_processing(
     }
 }
 
+/// A spec change of every job (the checkpoint interval, which the pods' environment carries):
+/// each StatefulSet rolls its pods one by one onto the new template, and with the default
+/// upgrade mode (last-state) each partition keeps its state across the roll (sessions open
+/// before it close after it, exactly as without the roll).
+async fn upgrade_mid_run(env: &TestEnv, client: &kube::Client, run: &Run) -> anyhow::Result<()> {
+    let namespace = FLEET_NAMESPACE;
+    let started = Instant::now();
+    let sets =
+        kube::Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), namespace);
+    let mut before = Vec::new();
+    for (processor, _) in PROCESSORS {
+        let job = job_name(run, processor);
+        before.push(pod_uids(client, &job).await?);
+        kubectl(
+            env,
+            &[
+                "patch",
+                "-n",
+                namespace,
+                "streamjob",
+                &job,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"checkpoint":{"interval":"12s"}}}"#,
+            ],
+            None,
+        )?;
+    }
+    for ((processor, _), before) in PROCESSORS.iter().zip(before) {
+        let job = job_name(run, processor);
+        eventually(
+            &format!("{job} rolled onto its new template"),
+            START,
+            || async {
+                let Some(set) = sets.get_opt(&job).await? else {
+                    return Ok(None);
+                };
+                let status = set.status.unwrap_or_default();
+                let rolled = status.update_revision.is_some()
+                    && status.current_revision == status.update_revision
+                    && status.updated_replicas == Some(status.replicas)
+                    && status.ready_replicas == Some(status.replicas);
+                Ok(rolled.then_some(()))
+            },
+        )
+        .await?;
+        let after = pod_uids(client, &job).await?;
+        anyhow::ensure!(
+            after.iter().all(|uid| !before.contains(uid)),
+            "{job}: not every pod was replaced by the roll"
+        );
+    }
+    println!(
+        "measured: every job rolled onto its new spec in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// The Lease holder of the operator's leader election.
 async fn operator_leader(client: &kube::Client) -> anyhow::Result<Option<String>> {
     let leases = kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
@@ -459,6 +521,11 @@ async fn pod_uids(client: &kube::Client, job: &str) -> anyhow::Result<Vec<String
         .collect();
     uids.sort();
     Ok(uids)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_last_state_upgrade_rolls_the_pods_and_keeps_the_state() -> anyhow::Result<()> {
+    run_fleet(Disruption::Upgraded).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
