@@ -8,5 +8,6 @@ pub use trendstream_service::duration;
 pub mod kafka;
 pub mod metrics;
 pub mod parallelism;
+pub mod rollout;
 pub mod runner;
 pub mod status;
