@@ -1682,46 +1682,50 @@ async fn a_new_generation_after_a_rollback_tries_the_jobs_spec() {
     assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(15)));
 }
 
-#[tokio::test]
-async fn running_on_its_own_generation_records_the_stable_spec() {
+/// The status a new fraud job (generation 3) gets when its StatefulSet, built from
+/// `spec_generation`, runs every replica ready.
+async fn status_running_from(spec_generation: i64) -> Value {
     let job = fraud();
     let (ctx, handle, _cache) = context(kafka(Some(42)));
     let echoed = job.clone();
+    let written = Arc::new(Mutex::new(Value::Null));
+    let keep = written.clone();
     let result = reconcile_with(job, ctx, handle, |mut server| async move {
-        let running = revisions(statefulset("fraud", 6, 6), 3, "fraud-a", 6, 6, true);
+        let running = revisions(
+            statefulset("fraud", 6, 6),
+            spec_generation,
+            "fraud-a",
+            6,
+            6,
+            true,
+        );
         server
             .apply_children("fraud", true, Hpa::Applied, running)
             .await;
-        let status = server.status_patch(&echoed).await;
-        assert_eq!(status["phase"], "Running");
-        assert_eq!(status["lastStableGeneration"], 3);
-        let spec: Value = serde_json::from_str(status["lastStableSpec"].as_str().unwrap()).unwrap();
-        assert_eq!(spec, serde_json::to_value(&echoed.spec).unwrap());
+        *keep.lock().unwrap() = server.status_patch(&echoed).await;
         server.event(&echoed).await;
         server
     })
     .await;
     assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(30)));
+    let status = written.lock().unwrap().take();
+    assert_eq!(status["phase"], "Running");
+    status
+}
+
+#[tokio::test]
+async fn running_on_its_own_generation_records_the_stable_spec() {
+    let status = status_running_from(3).await;
+    assert_eq!(status["lastStableGeneration"], 3);
+    let spec: Value = serde_json::from_str(status["lastStableSpec"].as_str().unwrap()).unwrap();
+    assert_eq!(spec, serde_json::to_value(fraud().spec).unwrap());
 }
 
 #[tokio::test]
 async fn running_from_a_statefulset_of_another_generation_records_nothing() {
     // The cache may still hold the StatefulSet of the previous spec: its pods being ready says
     // nothing of this generation's.
-    let job = fraud();
-    let (ctx, handle, _cache) = context(kafka(Some(42)));
-    let echoed = job.clone();
-    let result = reconcile_with(job, ctx, handle, |mut server| async move {
-        let previous = revisions(statefulset("fraud", 6, 6), 2, "fraud-a", 6, 6, true);
-        server
-            .apply_children("fraud", true, Hpa::Applied, previous)
-            .await;
-        let status = server.status_patch(&echoed).await;
-        assert_eq!(status["lastStableGeneration"], Value::Null);
-        assert_eq!(status["lastStableSpec"], Value::Null);
-        server.event(&echoed).await;
-        server
-    })
-    .await;
-    result.unwrap();
+    let status = status_running_from(2).await;
+    assert_eq!(status["lastStableGeneration"], Value::Null);
+    assert_eq!(status["lastStableSpec"], Value::Null);
 }

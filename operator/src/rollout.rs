@@ -254,7 +254,7 @@ fn stuck_message(workload: &Revisions, facts: &Facts, revision: &str) -> String 
 
 fn humanize(duration: Duration) -> String {
     let secs = duration.as_secs();
-    if secs >= 60 && secs % 60 == 0 {
+    if secs >= 60 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
