@@ -2,12 +2,15 @@
 //! workload and the broker, and reports status, conditions and Events.
 
 use crate::builders::{
-    self, BuildError, Defaults, Desired, FIELD_MANAGER, Workload, selector_labels,
+    self, BuildError, Defaults, Desired, FIELD_MANAGER, SPEC_GENERATION_ANNOTATION, Workload,
+    selector_labels,
 };
 use crate::crd::{OnDelete, Phase, StreamJob, StreamJobStatus};
 use crate::kafka::KafkaInspector;
 use crate::metrics::Metrics;
+use crate::rollout::{self, Revisions};
 use crate::status::{self, Observed};
+use crate::{duration, rollback};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -270,6 +273,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
         .namespace()
         .ok_or(BuildError::MissingMetadata("namespace"))?;
     let name = job.name_any();
+    let previous = job.status.as_ref();
     let mut observed = Observed {
         generation: job.metadata.generation,
         suspended: job.spec.suspend,
@@ -278,11 +282,29 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
             .spec
             .kafka
             .partitions
-            .or(job.status.as_ref().and_then(|s| s.partitions)),
+            .or(previous.and_then(|s| s.partitions)),
+        // Kept as they are when this pass stops early (a broker that does not answer must
+        // not end a rollback).
+        rollout: rollout::Assessment {
+            rollout: previous.and_then(|s| s.rollout.clone()),
+            rollback: previous.and_then(|s| s.rollback.clone()),
+        },
         ..Observed::default()
     };
+    let stable = rollback::stable_job(job);
+    // While rolled back, the children are built from the stable spec (the job's own spec is
+    // tried again once it changes: a new generation).
+    let rolled_back = previous
+        .and_then(|s| s.rollback.as_ref())
+        .filter(|r| Some(r.from_generation) == job.metadata.generation && stable.is_some());
+    let runs = match (rolled_back, &stable) {
+        (Some(_), Some(stable)) => stable,
+        _ => job,
+    };
+    let readiness_timeout = duration::parse(&job.spec.rollout.readiness_timeout)
+        .map_err(|err| format!("spec.rollout.readinessTimeout: {err}"));
 
-    let partitions = match partitions(job, ctx).await {
+    let partitions = match partitions(runs, ctx).await {
         Ok(partitions) => partitions,
         Err(message) => {
             observed.blocked = Some(("PartitionsUnknown".into(), message));
@@ -294,25 +316,65 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
 
     let existing = observe_workload(job, &namespace, &name, ctx).await?;
     let current = existing.as_ref().map(|w| w.spec_replicas);
-    let desired = match builders::desired(job, partitions, current, &ctx.defaults) {
-        Ok(desired) => desired,
-        Err(err) => {
-            observed.blocked = Some(("InvalidSpec".into(), err.to_string()));
+    let built =
+        builders::desired(runs, partitions, current, &ctx.defaults).map_err(|e| e.to_string());
+    let (desired, readiness_timeout) = match built.and_then(|d| Ok((d, readiness_timeout?))) {
+        Ok(ok) => ok,
+        Err(message) => {
+            observed.blocked = Some(("InvalidSpec".into(), message));
             report(job, ctx, &observed).await?;
             return Ok(Action::await_change());
         }
     };
-    let fingerprint = desired.fingerprint();
-    let job_key = key(job);
-    let workload = match existing {
-        Some(existing) if ctx.applied_recently(&job_key, &fingerprint) => existing,
-        _ => {
-            ctx.remember_applied(&job_key, None);
-            let applied = apply_children(&desired, &namespace, &job_key, ctx).await?;
-            ctx.remember_applied(&job_key, Some(fingerprint));
-            applied
-        }
+    let mut workload = apply_desired(&desired, existing, &namespace, job, ctx).await?;
+
+    let stable_generation = stable.as_ref().and_then(|s| s.metadata.generation);
+    let mut facts = rollout::Facts {
+        now: k8s_openapi::jiff::Timestamp::now(),
+        generation: job.metadata.generation.unwrap_or_default(),
+        readiness_timeout,
+        rollback_on_failure: job.spec.rollout.rollback_on_failure,
+        stable_generation,
+        workload: workload.revisions.as_ref(),
+        pod_problem: None,
     };
+    let previous_rollout = previous.and_then(|s| s.rollout.as_ref());
+    let mut assessment = rollout::assess(&facts, previous_rollout, rolled_back);
+    let problem;
+    if let Some(revision) = assessment.newly_stuck(previous_rollout, rolled_back) {
+        // Read the pods once, when the rollout is found stuck, to say why.
+        problem = rollback::pod_problem(&ctx.client, &namespace, &name, revision).await;
+        facts.pod_problem = problem.as_deref();
+        assessment = rollout::assess(&facts, previous_rollout, rolled_back);
+    }
+    if let (Some(rollback), None, Some(stable)) = (&assessment.rollback, rolled_back, &stable) {
+        tracing::warn!(job = %key(job), from = rollback.from_generation, to = rollback.to_generation, reason = %rollback.reason, "rolling back to the last stable spec");
+        let partitions =
+            self::partitions(stable, ctx)
+                .await
+                .map_err(|message| BuildError::InvalidSpec {
+                    field: "kafka.partitions",
+                    message: format!("of the stable spec: {message}"),
+                })?;
+        let desired = builders::desired(stable, partitions, current, &ctx.defaults)?;
+        workload = apply_desired(&desired, None, &namespace, job, ctx).await?;
+    }
+    if let Some(rollback) = &assessment.rollback
+        && workload
+            .revisions
+            .as_ref()
+            .is_some_and(|r| r.back_from(&rollback.from_revision))
+    {
+        rollback::replace_stuck_pods(&ctx.client, &namespace, &name, &rollback.from_revision).await;
+    }
+    if assessment.rollback.is_none()
+        && workload.revisions.as_ref().and_then(|r| r.spec_generation) == job.metadata.generation
+        && let (Some(generation), Ok(spec)) =
+            (job.metadata.generation, serde_json::to_string(&job.spec))
+    {
+        observed.running_spec = Some((generation, spec));
+    }
+    observed.rollout = assessment;
     observed.desired_replicas = workload.spec_replicas;
     observed.current_replicas = workload.replicas;
     observed.ready_replicas = workload.ready_replicas;
@@ -330,6 +392,28 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     ))
 }
 
+/// Applies `desired` unless the same was applied recently and the workload exists (`existing`
+/// from the cache, `None` to apply regardless); returns the workload.
+async fn apply_desired(
+    desired: &Desired,
+    existing: Option<WorkloadState>,
+    namespace: &str,
+    job: &StreamJob,
+    ctx: &Context,
+) -> Result<WorkloadState, Error> {
+    let fingerprint = desired.fingerprint();
+    let job_key = key(job);
+    Ok(match existing {
+        Some(existing) if ctx.applied_recently(&job_key, &fingerprint) => existing,
+        _ => {
+            ctx.remember_applied(&job_key, None);
+            let applied = apply_children(desired, namespace, &job_key, ctx).await?;
+            ctx.remember_applied(&job_key, Some(fingerprint));
+            applied
+        }
+    })
+}
+
 /// The workload (StatefulSet or Deployment) as the API server reports it.
 #[derive(Debug, Clone, PartialEq)]
 struct WorkloadState {
@@ -340,18 +424,34 @@ struct WorkloadState {
     ready_replicas: i32,
     /// The workload controller has seen the latest spec and updated every replica to it.
     rolled_out: bool,
+    /// The StatefulSet's revisions (not tracked for Deployments).
+    revisions: Option<Revisions>,
 }
 
 impl WorkloadState {
     fn of_stateful_set(sts: &StatefulSet) -> Self {
         let spec_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let status = sts.status.clone().unwrap_or_default();
+        let observed = status.observed_generation >= sts.metadata.generation;
+        let updated_replicas = status.updated_replicas.unwrap_or(0);
+        let ready_replicas = status.ready_replicas.unwrap_or(0);
         Self {
             spec_replicas,
             replicas: status.replicas,
-            ready_replicas: status.ready_replicas.unwrap_or(0),
-            rolled_out: status.observed_generation >= sts.metadata.generation
-                && status.updated_replicas.unwrap_or(0) >= spec_replicas.min(status.replicas),
+            ready_replicas,
+            rolled_out: observed && updated_replicas >= spec_replicas.min(status.replicas),
+            revisions: Some(Revisions {
+                observed,
+                spec_generation: sts
+                    .annotations()
+                    .get(SPEC_GENERATION_ANNOTATION)
+                    .and_then(|g| g.parse().ok()),
+                current_revision: status.current_revision,
+                update_revision: status.update_revision,
+                replicas: status.replicas,
+                updated_replicas,
+                ready_replicas,
+            }),
         }
     }
 
@@ -368,6 +468,7 @@ impl WorkloadState {
             ready_replicas: status.ready_replicas.unwrap_or(0),
             rolled_out: status.observed_generation >= deployment.metadata.generation
                 && status.updated_replicas.unwrap_or(0) >= spec_replicas,
+            revisions: None,
         }
     }
 }
@@ -548,15 +649,10 @@ async fn report(job: &StreamJob, ctx: &Context, observed: &Observed) -> Result<P
             Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
         let mut patch = serde_json::json!({ "status": new });
         // A merge patch keeps the fields it leaves out: clear those the new status drops (such
-        // as consumerLag once the job is suspended), or the stored status would keep them and
-        // never compare equal to the computed one again.
-        if let (Some(Ok(serde_json::Value::Object(old))), Some(fields)) = (
-            previous.map(serde_json::to_value),
-            patch["status"].as_object_mut(),
-        ) {
-            for key in old.keys() {
-                fields.entry(key.clone()).or_insert(serde_json::Value::Null);
-            }
+        // as consumerLag once the job is suspended, or rollout.stuck of a new rollout), or the
+        // stored status would keep them and never compare equal to the computed one again.
+        if let Some(Ok(old)) = previous.map(serde_json::to_value) {
+            clear_dropped(&old, &mut patch["status"]);
         }
         api.patch_status(
             &job.name_any(),
@@ -566,10 +662,39 @@ async fn report(job: &StreamJob, ctx: &Context, observed: &Observed) -> Result<P
         .await?;
     }
     let previous_phase = previous.and_then(|s| s.phase);
-    if previous_phase != Some(phase) {
+    if previous.map(event_reason) != Some(event_reason(&new)) {
         publish(job, ctx, phase, &new, previous_phase).await;
     }
     Ok(phase)
+}
+
+/// Sets to null, at any depth, the object fields of `old` that `new` lacks.
+fn clear_dropped(old: &serde_json::Value, new: &mut serde_json::Value) {
+    if let (serde_json::Value::Object(old), serde_json::Value::Object(new)) = (old, new) {
+        for (key, old_value) in old {
+            match new.get_mut(key) {
+                Some(new_value) => clear_dropped(old_value, new_value),
+                None => {
+                    new.insert(key.clone(), serde_json::Value::Null);
+                }
+            }
+        }
+    }
+}
+
+/// An Event is published when this changes: the phase, or within Degraded a rollout found
+/// stuck or rolled back (both Degraded, each worth its own Event).
+fn event_reason(status: &StreamJobStatus) -> &str {
+    let reason = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.as_str());
+    match (reason, status.phase) {
+        (Some(reason @ ("RolloutStuck" | "RolledBack")), _) => reason,
+        (_, Some(phase)) => phase.as_str(),
+        (_, None) => "",
+    }
 }
 
 async fn publish(
@@ -597,7 +722,7 @@ async fn publish(
     let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     let event = KubeEvent {
         type_,
-        reason: phase.as_str().to_owned(),
+        reason: event_reason(status).to_owned(),
         note: Some(note),
         action: "Reconcile".into(),
         secondary: None,

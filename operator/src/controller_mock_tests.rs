@@ -1436,3 +1436,296 @@ async fn a_failed_reconciliation_does_not_reset_the_backoff() {
         Action::requeue(Duration::from_secs(4))
     );
 }
+
+// --- Rollouts: stuck, rolled back, the stable spec ------------------------------------------
+
+const BAD_IMAGE: &str = "registry.example/fraud-detector:does-not-exist";
+const PODS: &str = "/api/v1/namespaces/shop/pods";
+
+/// `sts` (a `statefulset()` fixture) built from job generation `spec_generation`, rolling from
+/// revision `fraud-a` to `update` with `updated` pods at it and `ready` ready; `observed`
+/// says whether its controller has seen its latest spec.
+fn revisions(
+    mut sts: Value,
+    spec_generation: i64,
+    update: &str,
+    updated: i32,
+    ready: i32,
+    observed: bool,
+) -> Value {
+    sts["metadata"]["annotations"] =
+        json!({ "trendstream.io/spec-generation": spec_generation.to_string() });
+    let status = &mut sts["status"];
+    status["currentRevision"] = json!("fraud-a");
+    status["updateRevision"] = json!(update);
+    status["updatedReplicas"] = json!(updated);
+    status["readyReplicas"] = json!(ready);
+    if !observed {
+        status["observedGeneration"] = json!(6);
+    }
+    sts
+}
+
+/// The fraud job at generation 3 with `BAD_IMAGE`, `rollbackOnFailure`, whose generation 2 (the
+/// image by default) was stable, and whose rollout of revision `fraud-b` has made no progress
+/// since long ago.
+fn stuck_job(rollback_on_failure: bool) -> StreamJob {
+    let stable = serde_json::to_string(&fraud().spec).unwrap();
+    let mut job = fraud();
+    job.spec.image = Some(BAD_IMAGE.into());
+    job.spec.rollout.rollback_on_failure = rollback_on_failure;
+    let mut status = running_status();
+    status["lastStableGeneration"] = json!(2);
+    status["lastStableSpec"] = json!(stable);
+    status["rollout"] = json!({
+        "generation": 3,
+        "revision": "fraud-b",
+        "updatedReplicas": 1,
+        "progressTime": "2025-01-01T00:00:00Z",
+    });
+    with_status(job, status)
+}
+
+/// A pod of revision `fraud-b` crash-looping.
+fn crashing_pod() -> Value {
+    json!({
+        "metadata": { "name": "fraud-5", "namespace": NS },
+        "status": {
+            "conditions": [{ "type": "Ready", "status": "False" }],
+            "containerStatuses": [{
+                "name": "processor", "image": BAD_IMAGE, "imageID": "", "ready": false,
+                "restartCount": 3,
+                "state": { "waiting": { "reason": "ImagePullBackOff", "message": "Back-off pulling image" } },
+            }],
+        },
+    })
+}
+
+impl ApiServerVerifier {
+    /// The list of the job's pods at revision `fraud-b`, answered with `pods`.
+    async fn pods_of_fraud_b(&mut self, pods: Vec<Value>) {
+        let call = self
+            .expect(Method::GET, PODS, |_| {
+                (
+                    StatusCode::OK,
+                    json!({ "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods }),
+                )
+            })
+            .await;
+        assert_eq!(
+            call.query.get("labelSelector").map(String::as_str),
+            Some(format!("{SELECTOR},controller-revision-hash=fraud-b").as_str())
+        );
+    }
+}
+
+fn image(applied: &Applied) -> &Value {
+    &applied.workload["spec"]["template"]["spec"]["containers"][0]["image"]
+}
+
+#[tokio::test]
+async fn a_stuck_rollout_is_degraded_with_the_pods_reason_and_an_event() {
+    let job = stuck_job(false);
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
+    let echoed = job.clone();
+    let result = reconcile_with(job, ctx, handle, |mut server| async move {
+        let stuck = revisions(statefulset("fraud", 6, 5), 3, "fraud-b", 1, 5, true);
+        let applied = server
+            .apply_children("fraud", true, Hpa::Applied, stuck)
+            .await;
+        assert_eq!(image(&applied), BAD_IMAGE, "the job's own spec");
+        server.pods_of_fraud_b(vec![crashing_pod()]).await;
+        let status = server.status_patch(&echoed).await;
+        assert_eq!(status["phase"], "Degraded");
+        let ready = condition(&status, "Ready");
+        assert_eq!(ready["reason"], "RolloutStuck");
+        assert_eq!(
+            ready["message"],
+            "rollout of revision fraud-b made no progress for 5m: 1 of 6 pods updated, 5 ready; \
+             pod fraud-5: ImagePullBackOff (Back-off pulling image); 5/6 ready"
+        );
+        assert_eq!(condition(&status, "Degraded")["status"], "True");
+        assert_eq!(status["rollback"], Value::Null, "rollbackOnFailure is off");
+        assert_eq!(status["lastStableGeneration"], 2, "kept");
+        let event = server.event(&echoed).await;
+        assert_eq!(
+            (&event["reason"], &event["type"]),
+            (&json!("RolloutStuck"), &json!("Warning"))
+        );
+        server
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(15)));
+}
+
+#[tokio::test]
+async fn a_stuck_rollout_is_rolled_back_to_the_stable_spec_and_its_stuck_pods_replaced() {
+    let job = stuck_job(true);
+    let (ctx, handle, mut cache) = context(kafka(Some(42)));
+    let echoed = job.clone();
+    let first = echoed.clone();
+    let written = Arc::new(Mutex::new(None));
+    let keep = written.clone();
+    let (result, handle) =
+        reconcile_keeping_server(job, ctx.clone(), handle, |mut server| async move {
+            let echoed = first;
+            let stuck = revisions(statefulset("fraud", 6, 5), 3, "fraud-b", 1, 5, true);
+            let applied = server
+                .apply_children("fraud", true, Hpa::Applied, stuck)
+                .await;
+            assert_eq!(image(&applied), BAD_IMAGE);
+            server.pods_of_fraud_b(vec![crashing_pod()]).await;
+            // The stable spec's children, at once; the StatefulSet controller has not acted yet.
+            let going_back = revisions(statefulset("fraud", 6, 5), 2, "fraud-b", 1, 5, false);
+            let stable = server
+                .apply_children("fraud", true, Hpa::Applied, going_back)
+                .await;
+            assert_eq!(
+                image(&stable),
+                &json!(format!(
+                    "ghcr.io/trendstream/fraud-detector:{}",
+                    env!("CARGO_PKG_VERSION")
+                ))
+            );
+            assert_eq!(
+                stable.workload["metadata"]["annotations"]["trendstream.io/spec-generation"],
+                "2"
+            );
+            let status = server.status_patch(&echoed).await;
+            assert_eq!(status["phase"], "Degraded");
+            assert_eq!(condition(&status, "Ready")["reason"], "RolledBack");
+            assert_eq!(status["rollout"], Value::Null, "merge patch clears it");
+            let rollback = &status["rollback"];
+            assert_eq!(
+                (
+                    &rollback["fromGeneration"],
+                    &rollback["toGeneration"],
+                    &rollback["fromRevision"]
+                ),
+                (&json!(3), &json!(2), &json!("fraud-b"))
+            );
+            assert!(
+                rollback["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("ImagePullBackOff"),
+                "{rollback}"
+            );
+            assert_eq!(server.event(&echoed).await["reason"], "RolledBack");
+            *keep.lock().unwrap() = Some(status);
+            server
+        })
+        .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(15)));
+
+    // The StatefulSet controller took the stable template up (its revision fraud-a again), one
+    // pod still at fraud-b: the unready ones are deleted, nothing is applied again (the stable
+    // spec stays), and the status, unchanged, is not written.
+    let back = revisions(statefulset("fraud", 6, 5), 2, "fraud-a", 5, 5, true);
+    cache.statefulset("fraud", Some(back));
+    let status = written
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the first pass wrote the status");
+    let job = with_status(echoed, status);
+    let ready_pod = json!({
+        "metadata": { "name": "fraud-4", "namespace": NS },
+        "status": { "conditions": [{ "type": "Ready", "status": "True" }] },
+    });
+    let result = reconcile_with(job, ctx, handle, |mut server| async move {
+        server
+            .pods_of_fraud_b(vec![ready_pod, crashing_pod()])
+            .await;
+        server
+            .expect(Method::DELETE, &format!("{PODS}/fraud-5"), |_| {
+                (StatusCode::OK, crashing_pod())
+            })
+            .await;
+        server
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(15)));
+}
+
+#[tokio::test]
+async fn a_new_generation_after_a_rollback_tries_the_jobs_spec() {
+    let mut job = stuck_job(true);
+    let mut status = serde_json::to_value(job.status.take()).unwrap();
+    status["rollout"] = Value::Null;
+    status["rollback"] = json!({
+        "fromGeneration": 3, "toGeneration": 2, "fromRevision": "fraud-b",
+        "reason": "stuck", "time": "2025-01-01T00:00:00Z",
+    });
+    job = with_status(job, status);
+    job.metadata.generation = Some(4);
+    job.spec.image = Some("registry.example/fraud-detector:fixed".into());
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
+    let echoed = job.clone();
+    let result = reconcile_with(job, ctx, handle, |mut server| async move {
+        let rolling = revisions(statefulset("fraud", 6, 6), 4, "fraud-c", 0, 6, false);
+        let applied = server
+            .apply_children("fraud", true, Hpa::Applied, rolling)
+            .await;
+        assert_eq!(image(&applied), "registry.example/fraud-detector:fixed");
+        let status = server.status_patch(&echoed).await;
+        assert_eq!(
+            status["rollback"],
+            Value::Null,
+            "ended by the new generation"
+        );
+        assert_eq!(status["phase"], "Deploying");
+        assert_eq!(server.event(&echoed).await["reason"], "Deploying");
+        server
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(15)));
+}
+
+/// The status a new fraud job (generation 3) gets when its StatefulSet, built from
+/// `spec_generation`, runs every replica ready.
+async fn status_running_from(spec_generation: i64) -> Value {
+    let job = fraud();
+    let (ctx, handle, _cache) = context(kafka(Some(42)));
+    let echoed = job.clone();
+    let written = Arc::new(Mutex::new(Value::Null));
+    let keep = written.clone();
+    let result = reconcile_with(job, ctx, handle, |mut server| async move {
+        let running = revisions(
+            statefulset("fraud", 6, 6),
+            spec_generation,
+            "fraud-a",
+            6,
+            6,
+            true,
+        );
+        server
+            .apply_children("fraud", true, Hpa::Applied, running)
+            .await;
+        *keep.lock().unwrap() = server.status_patch(&echoed).await;
+        server.event(&echoed).await;
+        server
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(30)));
+    let status = written.lock().unwrap().take();
+    assert_eq!(status["phase"], "Running");
+    status
+}
+
+#[tokio::test]
+async fn running_on_its_own_generation_records_the_stable_spec() {
+    let status = status_running_from(3).await;
+    assert_eq!(status["lastStableGeneration"], 3);
+    let spec: Value = serde_json::from_str(status["lastStableSpec"].as_str().unwrap()).unwrap();
+    assert_eq!(spec, serde_json::to_value(fraud().spec).unwrap());
+}
+
+#[tokio::test]
+async fn running_from_a_statefulset_of_another_generation_records_nothing() {
+    // The cache may still hold the StatefulSet of the previous spec: its pods being ready says
+    // nothing of this generation's.
+    let status = status_running_from(2).await;
+    assert_eq!(status["lastStableGeneration"], Value::Null);
+    assert_eq!(status["lastStableSpec"], Value::Null);
+}

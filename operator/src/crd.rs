@@ -7,7 +7,7 @@
 
 use crate::duration;
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -112,6 +112,36 @@ pub struct StreamJobSpec {
     /// starts the new version with empty state from the end of its input (docs/upgrades.md).
     #[serde(default)]
     pub upgrade_mode: UpgradeMode,
+
+    /// How a change of the pod template is watched as it rolls out, and undone when it fails
+    /// (docs/upgrades.md "Stuck rollouts and rollback").
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// How long a rollout of a new pod template may go without a further pod of the new
+    /// template becoming ready before it is reported stuck (phase Degraded, reason
+    /// RolloutStuck).
+    #[serde(default = "default_readiness_timeout")]
+    #[schemars(regex(pattern = duration::PATTERN))]
+    pub readiness_timeout: String,
+
+    /// When a rollout is stuck, run the last spec that ran with every replica ready instead
+    /// (status.lastStableSpec), until the spec changes again. The spec itself is not changed.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        Self {
+            readiness_timeout: default_readiness_timeout(),
+            rollback_on_failure: false,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
@@ -463,6 +493,53 @@ pub struct StreamJobStatus {
     /// Time of the newest completed checkpoint, as reported by the replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint: Option<String>,
+    /// The rollout of a new pod template in progress (or stuck), while there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+    /// Set while the operator runs the last stable spec instead of the job's spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+    /// The newest spec that ran with every replica ready (JSON of `.spec`): what a rollback
+    /// returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stable_spec: Option<String>,
+    /// The job's generation whose spec `lastStableSpec` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stable_generation: Option<i64>,
+}
+
+/// A rollout of a new pod template: the StatefulSet's update revision and when it last made
+/// progress (a further pod moved to it, after the previous one became ready).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The job's generation when the rollout was first seen.
+    pub generation: i64,
+    /// The StatefulSet's update revision (the pods' `controller-revision-hash`).
+    pub revision: String,
+    /// Pods at that revision when progress was last seen.
+    pub updated_replicas: i32,
+    /// When the rollout started or last made progress.
+    pub progress_time: Time,
+    /// Why the rollout is stuck; once set it stays until the rollout ends or the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<String>,
+}
+
+/// The operator runs `toGeneration`'s spec (status.lastStableSpec) instead of the job's.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStatus {
+    /// The job's generation whose rollout got stuck: the rollback lasts while the job has it.
+    pub from_generation: i64,
+    /// The generation of the stable spec now running.
+    pub to_generation: i64,
+    /// The stuck revision, whose pods that are not ready are deleted so the stable ones replace them.
+    pub from_revision: String,
+    /// Why: the stuck rollout's message.
+    pub reason: String,
+    /// When the operator rolled back.
+    pub time: Time,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -525,6 +602,9 @@ fn default_allowed_lateness() -> String {
 }
 fn default_window_size() -> String {
     "1m".into()
+}
+fn default_readiness_timeout() -> String {
+    "5m".into()
 }
 
 /// The CustomResourceDefinition as YAML, as `crdgen` writes it to `crds/streamjob.yaml`.

@@ -8,5 +8,7 @@ pub use trendstream_service::duration;
 pub mod kafka;
 pub mod metrics;
 pub mod parallelism;
+pub mod rollback;
+pub mod rollout;
 pub mod runner;
 pub mod status;

@@ -1,6 +1,7 @@
 //! Status: phase and conditions as a pure function of what the operator observed.
 
 use crate::crd::{Phase, StreamJobStatus};
+use crate::rollout::Assessment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// What the reconciler saw of the job's workload and its Kafka input.
@@ -21,6 +22,11 @@ pub struct Observed {
     pub last_checkpoint: Option<String>,
     /// A problem that stops the job from being deployed (reason, message).
     pub blocked: Option<(String, String)>,
+    /// The rollout of a new pod template: stuck, or rolled back.
+    pub rollout: Assessment,
+    /// The job's generation and spec (JSON) that the workload runs, when it was built from the
+    /// job's current generation: recorded as the last stable spec once the job is Running.
+    pub running_spec: Option<(i64, String)>,
 }
 
 /// The phase: `previous` decides between Deploying (never ran) and Degraded (ran, lost replicas).
@@ -34,6 +40,9 @@ pub fn phase(observed: &Observed, previous: Option<Phase>) -> Phase {
     }
     if observed.suspended {
         return Phase::Suspended;
+    }
+    if observed.rollout.trouble().is_some() {
+        return Phase::Degraded;
     }
     let was_running = matches!(
         previous,
@@ -86,22 +95,25 @@ pub fn status(
         observed.ready_replicas, observed.desired_replicas
     );
     let generation = observed.generation;
-    let (reason, message) = match (&observed.blocked, phase) {
-        (Some((reason, message)), _) => (reason.clone(), message.clone()),
-        (None, Phase::Suspended) => (
+    let (reason, message) = match (&observed.blocked, phase, observed.rollout.trouble()) {
+        (Some((reason, message)), _, _) => (reason.clone(), message.clone()),
+        (None, Phase::Degraded, Some((reason, message))) => {
+            (reason.to_owned(), format!("{message}; {ready}"))
+        }
+        (None, Phase::Suspended, _) => (
             "Suspended".into(),
             "suspended: scaled to zero, state kept".into(),
         ),
-        (None, Phase::Running) => ("AllReplicasReady".into(), ready.clone()),
-        (None, Phase::Scaling) => (
+        (None, Phase::Running, _) => ("AllReplicasReady".into(), ready.clone()),
+        (None, Phase::Scaling, _) => (
             "Scaling".into(),
             format!(
                 "scaling from {} to {} replicas",
                 observed.current_replicas, observed.desired_replicas
             ),
         ),
-        (None, Phase::Degraded) => ("ReplicasUnavailable".into(), ready.clone()),
-        (None, _) => ("Deploying".into(), ready.clone()),
+        (None, Phase::Degraded, _) => ("ReplicasUnavailable".into(), ready.clone()),
+        (None, _, _) => ("Deploying".into(), ready.clone()),
     };
     let mut conditions = vec![
         condition(
@@ -141,6 +153,15 @@ pub fn status(
             }
         }
     }
+    let (last_stable_generation, last_stable_spec) = match &observed.running_spec {
+        Some((generation, spec)) if phase == Phase::Running => {
+            (Some(*generation), Some(spec.clone()))
+        }
+        _ => (
+            previous.and_then(|p| p.last_stable_generation),
+            previous.and_then(|p| p.last_stable_spec.clone()),
+        ),
+    };
     StreamJobStatus {
         phase: Some(phase),
         conditions,
@@ -161,6 +182,10 @@ pub fn status(
             .last_checkpoint
             .clone()
             .or_else(|| previous.and_then(|p| p.last_checkpoint.clone())),
+        rollout: observed.rollout.rollout.clone(),
+        rollback: observed.rollout.rollback.clone(),
+        last_stable_spec,
+        last_stable_generation,
     }
 }
 

@@ -9,6 +9,7 @@ mod workload;
 
 pub use metadata::{FIELD_MANAGER, child_name, headless_name, selector_labels};
 pub use pod::{CONFIG_HASH_ANNOTATION, HTTP_PORT, STATE_MOUNT};
+pub use workload::SPEC_GENERATION_ANNOTATION;
 
 use crate::crd::StreamJob;
 use crate::parallelism::{self, Plan};

@@ -15,7 +15,7 @@ fn job(yaml: &str) -> StreamJob {
 const FRAUD: &str = r#"
 apiVersion: trendstream.io/v1alpha1
 kind: StreamJob
-metadata: { name: fraud }
+metadata: { name: fraud, generation: 4 }
 spec:
   processor: fraud-detector
   kafka: { bootstrapServers: "kafka:9092" }

@@ -18,6 +18,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
+/// StatefulSet annotation: the StreamJob generation whose spec it was built from (the stable
+/// spec's during a rollback).
+pub const SPEC_GENERATION_ANNOTATION: &str = "trendstream.io/spec-generation";
+
 fn selector(meta: &JobMeta) -> LabelSelector {
     LabelSelector {
         match_labels: Some(meta.selector.clone()),
@@ -64,8 +68,17 @@ pub(super) fn stateful_set(
         OnDelete::Retain => "Retain",
         OnDelete::Delete => "Delete",
     };
+    let mut metadata = meta.child(meta.name.clone());
+    if let Some(generation) = job.metadata.generation {
+        // On the StatefulSet, not its pod template: tells which spec it was built from
+        // without rolling the pods when only the generation changes.
+        metadata.annotations = Some(BTreeMap::from([(
+            SPEC_GENERATION_ANNOTATION.to_owned(),
+            generation.to_string(),
+        )]));
+    }
     StatefulSet {
-        metadata: meta.child(meta.name.clone()),
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: owned_replicas(plan),
             selector: selector(meta),
