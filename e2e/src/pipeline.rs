@@ -74,12 +74,16 @@ impl Run {
     }
 }
 
+/// The seed of a run's traffic.
+pub const SEED: u64 = 20261123;
+
 /// Starts loadgen on this machine: `events` events to the run's topics, seeded, as fast as it
 /// can, with planted fraud and poison pills; the events it sent go to `events_file`.
 pub fn start_loadgen(
     bootstrap: &str,
     run: &Run,
     events: u64,
+    seed: u64,
     events_file: &Path,
 ) -> anyhow::Result<Running> {
     let mut loadgen = Command::new(workspace_binary("loadgen")?);
@@ -95,7 +99,7 @@ pub fn start_loadgen(
         "--rate",
         "0",
         "--seed",
-        "20261123",
+        &seed.to_string(),
         "--users",
         "3000",
         "--fraud-rate",
@@ -106,7 +110,7 @@ pub fn start_loadgen(
         "--events-file",
     ]);
     loadgen.arg(events_file);
-    Running::start(loadgen, run.dir()?.join("loadgen.log"))
+    Running::start(loadgen, run.dir()?.join(format!("loadgen-{seed}.log")))
 }
 
 /// Waits until loadgen has sent everything.

@@ -16,11 +16,16 @@ use trendstream_e2e::fleet::{
 use trendstream_e2e::gcs::create_bucket;
 use trendstream_e2e::kafka::{create_topic, read_committed};
 use trendstream_e2e::kube::{client, eventually, kubectl};
+use trendstream_e2e::oracle::fraud;
 use trendstream_e2e::pipeline::{self, Expected, PROCESSORS, Run};
+use trendstream_events::FraudAlert;
+use trendstream_operator::crd::StreamJob;
 
 const PARTITIONS: i32 = 6;
 const PARTITIONS_PER_REPLICA: i32 = 3;
 const EVENTS: u64 = 200_000;
+/// Each of the stateless test's two traffics.
+const STATELESS_EVENTS: u64 = 30_000;
 /// Pods pulled, started and Ready (image pulls from the local registry, RocksDB opened).
 const START: Duration = Duration::from_secs(240);
 /// How long the outputs may take to appear (six processor pods and the broker on two cores).
@@ -157,7 +162,8 @@ async fn run_fleet(disruptions: &[Disruption]) -> anyhow::Result<()> {
         let events_file = run.dir()?.join("events.jsonl");
         // The input is there before the jobs: what is measured below is the time from
         // `kubectl apply` to the first committed output.
-        let mut loadgen = pipeline::start_loadgen(&bootstrap, &run, EVENTS, &events_file)?;
+        let mut loadgen =
+            pipeline::start_loadgen(&bootstrap, &run, EVENTS, pipeline::SEED, &events_file)?;
 
         let applied = Instant::now();
         for (processor, input) in PROCESSORS {
@@ -376,8 +382,6 @@ async fn replacement_processing(
 async fn upgrade_mid_run(env: &TestEnv, client: &kube::Client, run: &Run) -> anyhow::Result<()> {
     let namespace = FLEET_NAMESPACE;
     let started = Instant::now();
-    let sets =
-        kube::Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), namespace);
     let mut before = Vec::new();
     for (processor, _) in PROCESSORS {
         let job = job_name(run, processor);
@@ -426,6 +430,32 @@ async fn upgrade_mid_run(env: &TestEnv, client: &kube::Client, run: &Run) -> any
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Waits until a job's StatefulSet has every pod Ready on its newest template.
+async fn rolled(client: &kube::Client, job: &str) -> anyhow::Result<()> {
+    let sets = kube::Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(
+        client.clone(),
+        FLEET_NAMESPACE,
+    );
+    // The operator applies the new template first: a revision newer than the pods' must appear.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eventually(
+        &format!("{job} rolled onto its new template"),
+        START,
+        || async {
+            let Some(set) = sets.get_opt(job).await? else {
+                return Ok(None);
+            };
+            let status = set.status.unwrap_or_default();
+            let rolled = status.update_revision.is_some()
+                && status.current_revision == status.update_revision
+                && status.updated_replicas == Some(status.replicas)
+                && status.ready_replicas == Some(status.replicas);
+            Ok(rolled.then_some(()))
+        },
+    )
+    .await
 }
 
 /// The Lease holder of the operator's leader election.
@@ -521,6 +551,223 @@ async fn pod_uids(client: &kube::Client, job: &str) -> anyhow::Result<Vec<String
         .collect();
     uids.sort();
     Ok(uids)
+}
+
+/// upgradeMode stateless: a spec change starts the job with empty state from the end of its
+/// input (docs/upgrades.md). fraud-detector sees traffic A, is upgraded, then sees traffic B
+/// from the same users: its alerts are A's alone plus B's alone, not what A and B together
+/// make (which a last-state upgrade gives).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_upgrade_starts_empty_from_the_end_of_the_input() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let _turn = install_operator(&env).await?;
+    let client = client(&env).await?;
+    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+    let run = Run::new(&short_name("st"));
+    let processor = "fraud-detector";
+    let job = job_name(&run, processor);
+    let result = async {
+        create_topic(&bootstrap, &run.clicks, PARTITIONS).await?;
+        create_topic(&bootstrap, &run.orders, PARTITIONS).await?;
+        for what in ["out", "dlq", "late"] {
+            create_topic(&bootstrap, &run.topic(processor, what), PARTITIONS).await?;
+        }
+        create_bucket(env.get("GCS_ENDPOINT")?, &bucket(&run)).await?;
+        let manifest = format!(
+            "{}  upgradeMode: stateless\n",
+            stream_job(&env, &run, processor, &run.orders)?
+        );
+        kubectl(
+            &env,
+            &["apply", "-n", FLEET_NAMESPACE, "-f", "-"],
+            Some(&manifest),
+        )?;
+        running(
+            &client,
+            FLEET_NAMESPACE,
+            &job,
+            PARTITIONS / PARTITIONS_PER_REPLICA,
+            START,
+        )
+        .await?;
+
+        let traffic = |seed: u64| {
+            let run = run.clone();
+            let bootstrap = bootstrap.clone();
+            async move {
+                let file = run.dir()?.join(format!("events-{seed}.jsonl"));
+                let mut loadgen =
+                    pipeline::start_loadgen(&bootstrap, &run, STATELESS_EVENTS, seed, &file)?;
+                pipeline::wait_for_loadgen(&mut loadgen, Duration::from_secs(300)).await?;
+                fraud::parse_event_file(&std::fs::read_to_string(&file)?)
+            }
+        };
+        let alerts = |records: &[fraud::FileRecord]| {
+            let prefix = run.group(processor);
+            let mut alerts =
+                fraud::expected(records, &run.orders, pipeline::BOUND_MS, &prefix).alerts;
+            alerts.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+            alerts
+        };
+        let committed_alerts = |count: usize| {
+            let bootstrap = bootstrap.clone();
+            let topic = run.topic(processor, "out");
+            async move {
+                let records = tokio::task::spawn_blocking(move || {
+                    read_committed(&bootstrap, &topic, count, Duration::from_secs(5), DEADLINE)
+                })
+                .await??;
+                let mut alerts: Vec<FraudAlert> = records
+                    .iter()
+                    .map(|r| serde_json::from_slice(r.value.as_deref().unwrap_or_default()))
+                    .collect::<Result<_, _>>()?;
+                alerts.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+                anyhow::Ok(alerts)
+            }
+        };
+
+        let a = traffic(1).await?;
+        let want_a = alerts(&a);
+        anyhow::ensure!(
+            committed_alerts(want_a.len()).await? == want_a,
+            "alerts of traffic A"
+        );
+        kubectl(
+            &env,
+            &[
+                "patch",
+                "-n",
+                FLEET_NAMESPACE,
+                "streamjob",
+                &job,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"checkpoint":{"interval":"12s"}}}"#,
+            ],
+            None,
+        )?;
+        rolled(&client, &job).await?;
+        let b = traffic(2).await?;
+        let mut want = alerts(&b);
+        let together = alerts(&[a.clone(), b.clone()].concat());
+        want.extend(want_a);
+        want.sort_by(|x, y| x.alert_id.cmp(&y.alert_id));
+        anyhow::ensure!(
+            together != want,
+            "the traffic does not tell the upgrade modes apart"
+        );
+        let got = committed_alerts(want.len()).await?;
+        println!(
+            "stateless: {} alerts (A alone + B alone); A and B through one state would give {}",
+            got.len(),
+            together.len()
+        );
+        anyhow::ensure!(got == want, "alerts after the stateless upgrade");
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        show_pods(&env, FLEET_NAMESPACE);
+    }
+    kubectl(
+        &env,
+        &[
+            "delete",
+            "-n",
+            FLEET_NAMESPACE,
+            "streamjob",
+            &job,
+            "--ignore-not-found",
+            "--wait=true",
+        ],
+        None,
+    )?;
+    result
+}
+
+/// A roll whose new pods never become ready (an image that does not exist): reported as
+/// Degraded and, as the job asks (`rollout.rollbackOnFailure`), rolled back to the last spec
+/// that ran, its stuck pod replaced by one of the stable template.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_roll_is_reported_and_rolled_back() -> anyhow::Result<()> {
+    let env = TestEnv::load()?;
+    let _turn = install_operator(&env).await?;
+    let client = client(&env).await?;
+    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+    let run = Run::new(&short_name("rb"));
+    let processor = "fraud-detector";
+    let job = job_name(&run, processor);
+    let jobs = kube::Api::<StreamJob>::namespaced(client.clone(), FLEET_NAMESPACE);
+    let result = async {
+        create_topic(&bootstrap, &run.orders, PARTITIONS).await?;
+        create_bucket(env.get("GCS_ENDPOINT")?, &bucket(&run)).await?;
+        let manifest = format!(
+            "{}  rollout:\n    readinessTimeout: 30s\n    rollbackOnFailure: true\n",
+            stream_job(&env, &run, processor, &run.orders)?
+        );
+        kubectl(&env, &["apply", "-n", FLEET_NAMESPACE, "-f", "-"], Some(&manifest))?;
+        let replicas = PARTITIONS / PARTITIONS_PER_REPLICA;
+        running(&client, FLEET_NAMESPACE, &job, replicas, START).await?;
+        let stable = eventually("the running spec recorded as stable", START, || async {
+            let current = jobs.get(&job).await?;
+            let stable = current.status.as_ref().and_then(|s| s.last_stable_generation);
+            Ok(stable.filter(|g| Some(*g) == current.metadata.generation))
+        })
+        .await?;
+        let image = image(&env, processor)?;
+        let broken = format!("{}:does-not-exist", image.rsplit_once(':').map_or(image.as_str(), |(r, _)| r));
+        let started = Instant::now();
+        kubectl(
+            &env,
+            &["patch", "-n", FLEET_NAMESPACE, "streamjob", &job, "--type=merge", "-p",
+              &format!(r#"{{"spec":{{"image":"{broken}"}}}}"#)],
+            None,
+        )?;
+        let (reason, message) = eventually("the stuck roll rolled back", START, || async {
+            let current = jobs.get(&job).await?;
+            let degraded = current.status.as_ref().and_then(|s| {
+                s.conditions.iter().find(|c| c.type_ == "Degraded" && c.status == "True")
+            });
+            Ok(degraded
+                .filter(|c| c.reason == "RolledBack")
+                .map(|c| (c.reason.clone(), c.message.clone())))
+        })
+        .await?;
+        println!("{reason}: {message}");
+        anyhow::ensure!(
+            message.contains("ImagePull") || message.contains("ErrImage"),
+            "the status names what is wrong: {message}"
+        );
+        // Every pod back on the stable template, all of them ready.
+        rolled(&client, &job).await?;
+        for pod in pods(&client, FLEET_NAMESPACE, &job).await? {
+            let spec_image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone());
+            anyhow::ensure!(spec_image.as_deref() == Some(image.as_str()), "a pod runs {spec_image:?}");
+        }
+        println!(
+            "measured: stuck roll detected and rolled back to generation {stable}, every pod ready again, {:.1}s after the broken spec",
+            started.elapsed().as_secs_f64()
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        show_pods(&env, FLEET_NAMESPACE);
+    }
+    kubectl(
+        &env,
+        &[
+            "delete",
+            "-n",
+            FLEET_NAMESPACE,
+            "streamjob",
+            &job,
+            "--ignore-not-found",
+            "--wait=true",
+        ],
+        None,
+    )?;
+    result
 }
 
 // Each run checks the whole pipeline against the oracles (and measures the time from `kubectl
