@@ -8,8 +8,6 @@ use crate::processor::RedisWrite;
 use std::sync::mpsc;
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Applies writes on a thread of its own, so Redis round trips overlap with processing: the
 /// engine hands over batches while the transaction is open and waits for them all before the
 /// Kafka commit. One connection, one FIFO: writes land in the order they were made.
@@ -33,15 +31,16 @@ pub struct RedisSinkError {
 }
 
 impl RedisSink {
-    /// Starts the writer thread; it connects on first use.
-    pub fn new(client: redis::Client) -> std::io::Result<Self> {
+    /// Starts the writer thread; it connects on first use. A connect, read or write taking
+    /// longer than `timeout` fails the writes (and so the transaction).
+    pub fn new(client: redis::Client, timeout: Duration) -> std::io::Result<Self> {
         // For errors: the address, never the password.
         let url = client.get_connection_info().addr().to_string();
         let (jobs, inbox) = mpsc::channel();
         let (report, results) = mpsc::channel();
         std::thread::Builder::new()
             .name("redis-writer".into())
-            .spawn(move || Writer::new(client).run(inbox, report))?;
+            .spawn(move || Writer::new(client, timeout).run(inbox, report))?;
         Ok(Self { url, jobs, results })
     }
 
@@ -82,13 +81,15 @@ impl RedisSink {
 
 struct Writer {
     client: redis::Client,
+    timeout: Duration,
     connection: Option<redis::Connection>,
 }
 
 impl Writer {
-    fn new(client: redis::Client) -> Self {
+    fn new(client: redis::Client, timeout: Duration) -> Self {
         Self {
             client,
+            timeout,
             connection: None,
         }
     }
@@ -118,9 +119,9 @@ impl Writer {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => {
-                let connection = self.client.get_connection_with_timeout(TIMEOUT)?;
-                connection.set_read_timeout(Some(TIMEOUT))?;
-                connection.set_write_timeout(Some(TIMEOUT))?;
+                let connection = self.client.get_connection_with_timeout(self.timeout)?;
+                connection.set_read_timeout(Some(self.timeout))?;
+                connection.set_write_timeout(Some(self.timeout))?;
                 self.connection.insert(connection)
             }
         };
