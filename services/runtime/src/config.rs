@@ -136,8 +136,8 @@ pub struct RuntimeOptions {
     #[arg(long, env = "STUCK_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub stuck_timeout: Duration,
 
-    /// Connect, read and write timeout of the Redis writes; a write that takes longer fails the
-    /// transaction (retried).
+    /// How long connecting to Redis, or applying one batch of writes, may take; longer fails
+    /// the transaction (retried).
     #[arg(long, env = "REDIS_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
 }
