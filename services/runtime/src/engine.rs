@@ -1066,7 +1066,7 @@ impl<P: Processor> Core<P> {
         tracing::warn!(
             error = %err,
             class = class.as_str(),
-            "transaction failed; aborting it and replaying from the committed offsets"
+            "transaction failed; it is aborted and replayed from the committed offsets"
         );
         self.metrics
             .transactions
