@@ -1367,3 +1367,28 @@ impl<P: Processor> ConsumerContext for RebalanceHandler<P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produce_errors_are_classified() {
+        let produce = |code| kafka_class(&KafkaError::MessageProduction(code));
+        assert_eq!(
+            produce(RDKafkaErrorCode::MessageSizeTooLarge),
+            FailureClass::Record
+        );
+        assert_eq!(produce(RDKafkaErrorCode::Fatal), FailureClass::Fatal);
+        // An earlier record failed the transaction: abort, then see what was refused.
+        assert_eq!(produce(RDKafkaErrorCode::State), FailureClass::Transient);
+        assert_eq!(
+            kafka_class(&KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)),
+            FailureClass::Transient
+        );
+        let no_group = EngineError::NoGroupMetadata;
+        assert_eq!(no_group.class(), Some(FailureClass::Transient));
+        let broken = EngineError::CommitThread("panicked".into());
+        assert_eq!(broken.class(), None, "the replica stops");
+    }
+}
