@@ -11,12 +11,27 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Creates `topic` with `partitions` partitions; an existing topic is fine.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    create_topic_with(bootstrap, topic, partitions, &[]).await
+}
+
+/// Creates `topic` with `partitions` partitions and topic `config` (`max.message.bytes`, ...);
+/// an existing topic is fine.
+pub async fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
+    let new_topic = config.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(1)),
+        |new_topic, (key, value)| new_topic.set(key, value),
+    );
     let results = admin
         .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &[new_topic],
             &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
         )
         .await?;
@@ -86,6 +101,16 @@ pub fn produce_records(bootstrap: &str, topic: &str, records: &[Outgoing]) -> an
     }
     producer.flush(TIMEOUT)?;
     Ok(())
+}
+
+/// [`read_committed`] until nothing more came for 3 s.
+pub fn read_until_quiet(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Incoming>> {
+    read_committed(bootstrap, topic, expected, Duration::from_secs(3), timeout)
 }
 
 /// A record read back from a topic.

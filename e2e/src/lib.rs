@@ -4,6 +4,7 @@
 //! an env file (`KEY=VALUE` lines). Tests read it through [`TestEnv`], so they never guess a
 //! port and always talk to the component `up` started.
 
+pub mod counter;
 pub mod feature_api;
 pub mod fleet;
 pub mod gcs;
@@ -15,6 +16,7 @@ pub mod process;
 pub mod processor;
 pub mod prometheus;
 pub mod redis;
+pub mod session_job;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -96,6 +96,15 @@ impl Running {
         Ok(())
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the process.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} {}: {status}", self.pid());
+        Ok(())
+    }
+
     /// SIGTERM, then wait up to `grace` for a clean exit; returns whether it exited successfully.
     pub fn terminate(&mut self, grace: std::time::Duration) -> anyhow::Result<bool> {
         Command::new("kill")

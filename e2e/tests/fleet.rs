@@ -403,22 +403,7 @@ async fn upgrade_mid_run(env: &TestEnv, client: &kube::Client, run: &Run) -> any
     }
     for ((processor, _), before) in PROCESSORS.iter().zip(before) {
         let job = job_name(run, processor);
-        eventually(
-            &format!("{job} rolled onto its new template"),
-            START,
-            || async {
-                let Some(set) = sets.get_opt(&job).await? else {
-                    return Ok(None);
-                };
-                let status = set.status.unwrap_or_default();
-                let rolled = status.update_revision.is_some()
-                    && status.current_revision == status.update_revision
-                    && status.updated_replicas == Some(status.replicas)
-                    && status.ready_replicas == Some(status.replicas);
-                Ok(rolled.then_some(()))
-            },
-        )
-        .await?;
+        rolled(client, &job).await?;
         let after = pod_uids(client, &job).await?;
         anyhow::ensure!(
             after.iter().all(|uid| !before.contains(uid)),

@@ -2,148 +2,14 @@
 //! through its example processor (`trendstream-example-counter`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use trendstream_e2e::kafka::{Incoming, Outgoing, create_topic, produce_records, read_committed};
-use trendstream_e2e::processor::{Deployment, Replica};
+use trendstream_e2e::counter::{
+    assert_exact_counts, assert_redis_counts, counted_records, counter_job,
+};
+use trendstream_e2e::kafka::{Outgoing, create_topic, produce_records};
 use trendstream_e2e::{TestEnv, unique_name};
-
-/// One job of the example counter: its topics and the deployment every replica shares.
-struct Job {
-    name: String,
-    bootstrap: String,
-    input: String,
-    output: String,
-    dlq: String,
-    late: String,
-    deployment: Deployment,
-}
-
-impl Job {
-    async fn new(env: &TestEnv, prefix: &str, partitions: i32) -> anyhow::Result<Self> {
-        let name = unique_name(prefix);
-        let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
-        let input = format!("{name}-in");
-        create_topic(&bootstrap, &input, partitions).await?;
-        let (output, dlq, late) = (
-            format!("{name}-out"),
-            format!("{name}-dlq"),
-            format!("{name}-late"),
-        );
-        let deployment = Deployment::new("trendstream-example-counter", &name)?
-            .with("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-            .with("KAFKA_INPUT_TOPICS", &input)
-            .with("KAFKA_OUTPUT_TOPIC", &output)
-            .with("KAFKA_DLQ_TOPIC", &dlq)
-            .with("KAFKA_LATE_TOPIC", &late);
-        Ok(Self {
-            name,
-            bootstrap,
-            input,
-            output,
-            dlq,
-            late,
-            deployment,
-        })
-    }
-
-    fn with(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.deployment = self.deployment.with(key, value);
-        self
-    }
-
-    fn state_dir(&self, instance: &str) -> PathBuf {
-        self.deployment.state_dir(instance)
-    }
-
-    async fn start(&self, instance: &str) -> anyhow::Result<Replica> {
-        self.deployment.start(instance).await
-    }
-
-    fn read(
-        &self,
-        topic: &str,
-        expected: usize,
-        timeout: Duration,
-    ) -> anyhow::Result<Vec<Incoming>> {
-        read_committed(
-            &self.bootstrap,
-            topic,
-            expected,
-            Duration::from_secs(3),
-            timeout,
-        )
-    }
-}
-
-/// `n` records over `keys` keys (`<prefix>-k<i>`), values `{"ts": ...}`; returns the records and
-/// the expected count per key.
-fn counted_records(prefix: &str, n: usize, keys: usize) -> (Vec<Outgoing>, BTreeMap<String, u64>) {
-    let mut expected = BTreeMap::new();
-    let records = (0..n)
-        .map(|i| {
-            let key = format!("{prefix}-k{}", (i * 7919) % keys);
-            *expected.entry(key.clone()).or_insert(0) += 1;
-            Outgoing {
-                key: Some(key),
-                value: format!("{{\"ts\":{}}}", 1_700_000_000_000_i64 + i as i64).into_bytes(),
-                partition: None,
-            }
-        })
-        .collect();
-    (records, expected)
-}
-
-/// Checks the count job's committed output: per key exactly 1, 2, ..., n in order.
-fn assert_exact_counts(
-    output: &[Incoming],
-    expected: &BTreeMap<String, u64>,
-) -> anyhow::Result<()> {
-    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for record in output {
-        let value: serde_json::Value =
-            serde_json::from_slice(record.value.as_deref().unwrap_or_default())?;
-        let key = value["key"].as_str().unwrap_or_default().to_owned();
-        let count = value["count"].as_u64().unwrap_or_default();
-        seen.entry(key).or_default().push(count);
-    }
-    let total: usize = seen.values().map(Vec::len).sum();
-    let expected_total: u64 = expected.values().sum();
-    anyhow::ensure!(
-        total as u64 == expected_total,
-        "{total} output records, expected {expected_total}"
-    );
-    for (key, n) in expected {
-        let counts = seen.get(key).cloned().unwrap_or_default();
-        let want: Vec<u64> = (1..=*n).collect();
-        anyhow::ensure!(
-            counts == want,
-            "key {key}: counts {:?}... expected 1..={n}",
-            &counts[..counts.len().min(10)]
-        );
-    }
-    Ok(())
-}
-
-async fn assert_redis_counts(
-    env: &TestEnv,
-    expected: &BTreeMap<String, u64>,
-) -> anyhow::Result<()> {
-    let client = redis::Client::open(env.get("REDIS_URL")?)?;
-    let mut redis = client.get_multiplexed_async_connection().await?;
-    for (key, n) in expected {
-        let value: Option<u64> = redis::cmd("GET")
-            .arg(format!("counter:{key}"))
-            .query_async(&mut redis)
-            .await?;
-        anyhow::ensure!(
-            value == Some(*n),
-            "redis counter:{key} = {value:?}, expected {n}"
-        );
-    }
-    Ok(())
-}
 
 async fn create_bucket(env: &TestEnv, bucket: &str) -> anyhow::Result<()> {
     trendstream_e2e::gcs::create_bucket(env.get("GCS_ENDPOINT")?, bucket).await
@@ -181,18 +47,6 @@ impl XorShift {
     }
 }
 
-/// The replica's `trendstream_records_in_total`, summed over topics (0 when unreachable).
-async fn records_in(port: u16) -> u64 {
-    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
-        return 0;
-    };
-    let body = response.text().await.unwrap_or_default();
-    body.lines()
-        .filter(|l| l.starts_with("trendstream_records_in_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 fn log_contains(path: &Path, needle: &str) -> bool {
     std::fs::read_to_string(path).is_ok_and(|log| log.contains(needle))
 }
@@ -201,7 +55,9 @@ fn log_contains(path: &Path, needle: &str) -> bool {
 async fn exactly_once_under_sigkill() -> anyhow::Result<()> {
     let env = TestEnv::load()?;
     let redis_url = env.get("REDIS_URL")?.to_owned();
-    let job = Job::new(&env, "eos", 6).await?.with("REDIS_URL", redis_url);
+    let job = counter_job(&env, "eos", 6)
+        .await?
+        .with("REDIS_URL", redis_url.clone());
     let (records, expected) = counted_records(&job.name, 200_000, 1_000);
     produce_records(&job.bootstrap, &job.input, &records)?;
 
@@ -216,14 +72,14 @@ async fn exactly_once_under_sigkill() -> anyhow::Result<()> {
         let wait = 200 + rng.next() % 1_500;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         replica.process.check_alive()?;
-        let processed = records_in(replica.port).await;
+        let processed = replica.metric("trendstream_records_in_total").await;
         replica.process.kill_now()?;
         println!("kill {kill}: SIGKILL after {wait} ms, this life had read {processed} records");
         replica = job.start("replica-0").await?;
     }
     let output = job.read(&job.output, records.len(), Duration::from_secs(240))?;
     assert_exact_counts(&output, &expected)?;
-    assert_redis_counts(&env, &expected).await?;
+    assert_redis_counts(&redis_url, &expected).await?;
     assert!(
         replica.process.terminate(Duration::from_secs(30))?,
         "clean exit on SIGTERM"
@@ -236,7 +92,7 @@ async fn a_partition_moves_with_its_state_through_gcs() -> anyhow::Result<()> {
     let env = TestEnv::load()?;
     let bucket = unique_name("ckpt");
     create_bucket(&env, &bucket).await?;
-    let job = Job::new(&env, "move", 6)
+    let job = counter_job(&env, "move", 6)
         .await?
         .with("GCS_BUCKET", bucket.clone())
         .with("GCS_ENDPOINT", env.get("GCS_ENDPOINT")?)
@@ -278,7 +134,7 @@ async fn a_partition_moves_with_its_state_through_gcs() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn event_time_windows_lateness_and_idle_partitions() -> anyhow::Result<()> {
     let env = TestEnv::load()?;
-    let job = Job::new(&env, "windows", 2)
+    let job = counter_job(&env, "windows", 2)
         .await?
         .with("COUNTER_MODE", "window")
         .with("WINDOW_SIZE", "10s")
@@ -349,7 +205,7 @@ async fn malformed_records_go_to_the_dlq_and_prometheus_scrapes_the_metrics() ->
     let env = TestEnv::load()?;
     let bucket = unique_name("ckpt");
     create_bucket(&env, &bucket).await?;
-    let job = Job::new(&env, "dlq", 3)
+    let job = counter_job(&env, "dlq", 3)
         .await?
         .with("GCS_BUCKET", bucket)
         .with("GCS_ENDPOINT", env.get("GCS_ENDPOINT")?)

@@ -10,6 +10,9 @@ use std::time::Duration;
 use trendstream_service::duration;
 use trendstream_service::redis::RedisAuth;
 
+const MIN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 fn parse_duration(value: &str) -> Result<Duration, String> {
     duration::parse(value).map_err(|err| err.to_string())
 }
@@ -125,6 +128,30 @@ pub struct RuntimeOptions {
     /// Replication factor of the changelog topics the runtime creates.
     #[arg(long, env = "CHANGELOG_REPLICATION_FACTOR", default_value_t = 1)]
     pub changelog_replication_factor: i32,
+
+    /// The broker aborts a transaction open longer than this (the producer's
+    /// `transaction.timeout.ms`; at most the broker's `transaction.max.timeout.ms`, 15m by default).
+    #[arg(long, env = "KAFKA_TRANSACTION_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub transaction_timeout: Duration,
+
+    /// Wait before replaying after the first failed transaction; doubles with each further
+    /// failure in a row (with jitter), up to `TRANSACTION_RETRY_BACKOFF_MAX`.
+    #[arg(long, env = "TRANSACTION_RETRY_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+
+    /// The longest wait between retries of failed transactions.
+    #[arg(long, env = "TRANSACTION_RETRY_BACKOFF_MAX", default_value = "5s", value_parser = parse_duration)]
+    pub retry_backoff_max: Duration,
+
+    /// `/health/live` fails once processed work has waited this long without a committed
+    /// transaction (stuck, not merely retrying), so Kubernetes restarts the pod.
+    #[arg(long, env = "STUCK_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub stuck_timeout: Duration,
+
+    /// How long connecting to Redis, or applying one batch of writes, may take; longer fails
+    /// the transaction (retried).
+    #[arg(long, env = "REDIS_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -170,6 +197,38 @@ impl RuntimeOptions {
         if self.producer_max_in_flight <= 0 {
             return fail("PRODUCER_MAX_IN_FLIGHT", "must be positive");
         }
+        if !(MIN_TRANSACTION_TIMEOUT..=MAX_TRANSACTION_TIMEOUT).contains(&self.transaction_timeout)
+        {
+            return fail(
+                "KAFKA_TRANSACTION_TIMEOUT",
+                "must be from 1s (librdkafka's minimum) to 15m (the broker's default maximum)",
+            );
+        }
+        if self.transaction_timeout <= self.commit_interval {
+            return fail(
+                "KAFKA_TRANSACTION_TIMEOUT",
+                "must be longer than COMMIT_INTERVAL, or every transaction times out",
+            );
+        }
+        if self.retry_backoff.is_zero() {
+            return fail("TRANSACTION_RETRY_BACKOFF", "must be positive");
+        }
+        if self.retry_backoff_max < self.retry_backoff {
+            return fail(
+                "TRANSACTION_RETRY_BACKOFF_MAX",
+                "must be at least TRANSACTION_RETRY_BACKOFF",
+            );
+        }
+        if self.stuck_timeout <= self.transaction_timeout.max(self.retry_backoff_max) {
+            return fail(
+                "STUCK_TIMEOUT",
+                "must be longer than KAFKA_TRANSACTION_TIMEOUT and TRANSACTION_RETRY_BACKOFF_MAX \
+                 (one commit, or one wait between retries, may take that long)",
+            );
+        }
+        if self.redis_timeout.is_zero() {
+            return fail("REDIS_TIMEOUT", "must be positive");
+        }
         match (self.upgrade_mode, &self.upgrade_epoch) {
             (UpgradeMode::Stateless, None) => {
                 return fail(
@@ -202,6 +261,11 @@ impl RuntimeOptions {
 
     pub fn allowed_lateness_ms(&self) -> i64 {
         millis(self.allowed_lateness)
+    }
+
+    /// The transactional id: stable per replica, so a restarted pod fences its previous life.
+    pub fn transactional_id(&self) -> String {
+        format!("{}-{}", self.consumer_group, self.instance_id)
     }
 }
 
@@ -264,6 +328,13 @@ mod tests {
         assert_eq!(options.commit_interval, Duration::from_millis(100));
         assert_eq!(options.dlq_topic("fraud-detector"), "dlq.fraud-detector");
         assert_eq!(options.changelog_topic("counts"), "g-counts-changelog");
+        assert_eq!(options.transactional_id(), "g-pod-0");
+        assert_eq!(options.transaction_timeout, Duration::from_secs(60));
+        assert_eq!(
+            (options.retry_backoff, options.retry_backoff_max),
+            (Duration::from_millis(100), Duration::from_secs(5))
+        );
+        assert_eq!(options.stuck_timeout, Duration::from_secs(300));
         assert_eq!(options.upgrade_mode, UpgradeMode::LastState);
         assert_eq!(options.gcs_endpoint, None);
         let options = parse(&[
@@ -281,7 +352,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let cases: [(&[&str], &str); 9] = [
+        let cases: [(&[&str], &str); 16] = [
             (&["--commit-interval", "soon"], "soon"),
             (&["--input-topics", "out"], "KAFKA_OUTPUT_TOPIC"),
             (&["--checkpoint-retained", "0"], "CHECKPOINT_RETAINED"),
@@ -291,6 +362,25 @@ mod tests {
             (&["--upgrade-mode", "savepoint"], "--upgrade-mode"),
             (&["--upgrade-mode", "stateless"], "UPGRADE_EPOCH"),
             (&["--upgrade-epoch", "abc"], "UPGRADE_EPOCH"),
+            (
+                &["--transaction-timeout", "500ms"],
+                "KAFKA_TRANSACTION_TIMEOUT",
+            ),
+            (
+                &["--transaction-timeout", "1h"],
+                "KAFKA_TRANSACTION_TIMEOUT",
+            ),
+            (
+                &["--transaction-timeout", "2s", "--commit-interval", "2s"],
+                "KAFKA_TRANSACTION_TIMEOUT",
+            ),
+            (&["--retry-backoff", "0s"], "TRANSACTION_RETRY_BACKOFF"),
+            (
+                &["--retry-backoff", "2s", "--retry-backoff-max", "1s"],
+                "TRANSACTION_RETRY_BACKOFF_MAX",
+            ),
+            (&["--stuck-timeout", "60s"], "STUCK_TIMEOUT"),
+            (&["--redis-timeout", "0ms"], "REDIS_TIMEOUT"),
         ];
         for (args, field) in cases {
             let err = parse(args).expect_err("invalid");

@@ -19,35 +19,62 @@
 //! Between commits, outputs, late and dead-letter records go to the transactional producer at
 //! once; state writes stay in each partition's overlay. A commit sends the overlays to the
 //! changelogs, applies the Redis writes, adds the input offsets to the transaction and commits;
-//! only then are the overlays written to RocksDB. An abortable failure aborts, drops the
-//! overlays and rewinds the consumer to the committed offsets.
+//! only then are the overlays written to RocksDB.
+//!
+//! # A failed transaction
+//!
+//! Any failure of a transaction (a produce error, Redis, sending offsets, the commit) aborts it
+//! at once, drops the overlays and, after a backoff, rewinds the consumer to the committed
+//! offsets ([`crate::recovery`]; docs/failures.md). The producer is a [`ThreadedProducer`]: its
+//! delivery reports are served on a thread of its own, which librdkafka's abort waits for.
+//! A record the producer or broker refuses is dead-lettered on the replay
+//! ([`crate::rejection`]), so the partition moves on.
 
 use crate::changelog;
 use crate::checkpoints::Checkpointer;
 use crate::config::RuntimeOptions;
 use crate::metrics::{
-    OutcomeLabels, PartitionLabels, PhaseLabels, RuntimeMetrics, TaskLabels, TopicLabels,
+    ClassLabels, OutcomeLabels, PartitionLabels, PhaseLabels, RuntimeMetrics, TaskLabels,
+    TopicLabels,
 };
-use crate::processor::{Context, Emitted, ProcessError, Processor, Record, RedisWrite, Timer};
+use crate::processor::{
+    Context, Emitted, OutputRecord, ProcessError, Processor, Record, RedisWrite,
+};
+use crate::recovery::{Failure, FailureClass, Next, Recovery, RetryPolicy, Stop, TxnControl};
 use crate::redis_sink::RedisSink;
+use crate::rejection::{
+    MAX_RECORD_BYTES, Refused, Rejections, fingerprint, headers_size, is_record_error, wire_size,
+};
 use crate::state::{PartitionState, StateError};
 use crate::upgrade::{self, PartitionStart};
 use crate::watermark::{PartitionActivity, idle_advances};
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use trendstream_service::ops::Readiness;
+use trendstream_service::ops::{Liveness, Readiness};
 
-const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeout of the blocking transactional calls (sending offsets, committing); a transaction
+/// cannot live longer than `KAFKA_TRANSACTION_TIMEOUT` anyway.
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// An abort the broker does not complete within this is resumed later (librdkafka allows
+/// calling it again), so the loop is never held for long.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new producer may take to fence the old one and get its epoch.
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `send` waits between attempts while the producer queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 /// How long a partition being revoked waits for its checkpoint upload to finish.
 const RELEASE_UPLOAD_WAIT: Duration = Duration::from_secs(30);
 /// Redis writes handed to the writer thread at a time while a transaction is open.
@@ -60,8 +87,6 @@ pub enum EngineError {
         context: &'static str,
         source: KafkaError,
     },
-    #[error("this replica was fenced (another instance with transactional id {0} took over)")]
-    Fenced(String),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -74,6 +99,101 @@ pub enum EngineError {
     NoGroupMetadata,
     #[error("the Kafka commit thread: {0}")]
     CommitThread(String),
+    #[error("transactions cannot go on: {0}")]
+    Stopped(#[from] Stop),
+}
+
+impl EngineError {
+    /// How a transaction that failed with this is recovered from; `None`: the replica stops
+    /// (its state or processor is broken, not the transaction).
+    fn class(&self) -> Option<FailureClass> {
+        match self {
+            Self::Kafka { source, .. } => Some(kafka_class(source)),
+            Self::Redis(_) | Self::NoGroupMetadata => Some(FailureClass::Transient),
+            Self::State(_)
+            | Self::Changelog(_)
+            | Self::Processor(_)
+            | Self::CommitThread(_)
+            | Self::Stopped(_) => None,
+        }
+    }
+}
+
+/// The class of a Kafka error met in a transaction.
+fn kafka_class(err: &KafkaError) -> FailureClass {
+    match err {
+        KafkaError::Transaction(e) if e.is_fatal() => FailureClass::Fatal,
+        KafkaError::MessageProduction(RDKafkaErrorCode::Fatal) => FailureClass::Fatal,
+        KafkaError::MessageProduction(code) if is_record_error(*code) => FailureClass::Record,
+        _ => FailureClass::Transient,
+    }
+}
+
+fn failure(context: &str, err: &KafkaError) -> Failure {
+    Failure::new(kafka_class(err), format!("{context}: {err}"))
+}
+
+/// Commits the open transaction. A commit that timed out may still complete, and librdkafka
+/// refuses any other transactional call (an abort too) until it is called again: so it is.
+fn commit_resuming(producer: &TxnProducer) -> rdkafka::error::KafkaResult<()> {
+    loop {
+        match producer.commit_transaction(TXN_CALL_TIMEOUT) {
+            Err(KafkaError::Transaction(err))
+                if err.is_retriable() && !err.txn_requires_abort() && !err.is_fatal() =>
+            {
+                tracing::warn!(%err, "the commit did not complete in time; resuming it");
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The transactional producer: delivery reports are served on its own polling thread.
+pub type TxnProducer = ThreadedProducer<DeliveryTracker>;
+
+/// Makes a new transactional producer (same transactional id), not yet initialised.
+pub type ProducerFactory = Box<dyn Fn() -> Result<TxnProducer, KafkaError> + Send>;
+
+/// The producer, and how to replace it after a fatal error.
+pub struct ProducerSlot {
+    producer: Arc<TxnProducer>,
+    factory: ProducerFactory,
+    recreations: Counter,
+}
+
+impl ProducerSlot {
+    pub fn new(producer: TxnProducer, factory: ProducerFactory, recreations: Counter) -> Self {
+        Self {
+            producer: Arc::new(producer),
+            factory,
+            recreations,
+        }
+    }
+}
+
+impl TxnControl for ProducerSlot {
+    fn purge_queued(&self) {
+        // Only what is queued: purging requests in flight would leave gaps in the idempotent
+        // producer's sequence numbers, so librdkafka's abort waits for them (milliseconds).
+        self.producer.purge(PurgeConfig::default().queue());
+    }
+
+    fn abort(&self) -> Result<(), Failure> {
+        self.producer
+            .abort_transaction(ABORT_TIMEOUT)
+            .map_err(|err| failure("abort transaction", &err))
+    }
+
+    fn recreate(&mut self) -> Result<(), Failure> {
+        let producer = (self.factory)().map_err(|err| failure("creating a producer", &err))?;
+        // The old producer goes first (its queue purged); the new one fences it in any case.
+        self.producer = Arc::new(producer);
+        self.recreations.inc();
+        tracing::warn!("producer re-created after a fatal error");
+        self.producer
+            .init_transactions(INIT_TIMEOUT)
+            .map_err(|err| failure("initialising transactions of the new producer", &err))
+    }
 }
 
 /// A transaction whose Kafka commit runs on a thread of its own while processing goes on
@@ -100,23 +220,33 @@ fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> EngineError {
 }
 
 /// Records the offsets the changelog writes landed at, so a committed partition can store how
-/// far its changelog goes.
+/// far its changelog goes; also keeps the records the producer or broker refused, for
+/// [`Rejections::learn`].
 #[derive(Default)]
 pub struct DeliveryTracker {
     changelogs: HashSet<String>,
     delivered: Mutex<HashMap<(String, i32), i64>>,
+    refused: Mutex<Vec<Refused>>,
 }
 
 impl DeliveryTracker {
     pub fn new(changelogs: impl IntoIterator<Item = String>) -> Self {
         Self {
             changelogs: changelogs.into_iter().collect(),
-            delivered: Mutex::default(),
+            ..Self::default()
         }
     }
 
     fn take(&self) -> HashMap<(String, i32), i64> {
         std::mem::take(&mut *lock(&self.delivered))
+    }
+
+    fn refuse(&self, refused: Refused) {
+        lock(&self.refused).push(refused);
+    }
+
+    fn take_refused(&self) -> Vec<Refused> {
+        std::mem::take(&mut *lock(&self.refused))
     }
 }
 
@@ -126,14 +256,22 @@ impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Ok(message) = result
-            && self.changelogs.contains(message.topic())
-        {
-            let mut delivered = lock(&self.delivered);
-            let max = delivered
-                .entry((message.topic().to_owned(), message.partition()))
-                .or_insert(message.offset());
-            *max = (*max).max(message.offset());
+        match result {
+            Ok(message) if self.changelogs.contains(message.topic()) => {
+                let mut delivered = lock(&self.delivered);
+                let max = delivered
+                    .entry((message.topic().to_owned(), message.partition()))
+                    .or_insert(message.offset());
+                *max = (*max).max(message.offset());
+            }
+            Ok(_) => {}
+            Err((err, message)) => {
+                if let Some(code) = err.rdkafka_error_code()
+                    && is_record_error(code)
+                {
+                    self.refuse(Refused::of(message, code));
+                }
+            }
         }
     }
 }
@@ -175,7 +313,9 @@ pub struct Core<P: Processor> {
     dlq_topic: String,
     /// Changelog topic per store index (the processor's stores, then the runtime's).
     changelogs: Vec<String>,
-    producer: Arc<BaseProducer<DeliveryTracker>>,
+    slot: ProducerSlot,
+    recovery: Recovery,
+    rejections: Rejections,
     inflight: Option<InFlight>,
     deferred: std::cell::RefCell<Vec<Deferred>>,
     tasks: BTreeMap<i32, PartitionState>,
@@ -190,26 +330,51 @@ pub struct Core<P: Processor> {
     txn_open: bool,
     uncommitted: usize,
     txn_started: Instant,
-    /// Set after an abort: the loop must seek the consumer back to the committed offsets.
-    needs_rewind: bool,
     checkpointer: Checkpointer,
     metrics: Arc<RuntimeMetrics>,
     readiness: Readiness,
+    /// Set when readiness shows a failed transaction, until the next commit.
+    degraded: bool,
+    liveness: Liveness,
     max_out_of_orderness: i64,
     allowed_lateness: i64,
 }
 
+/// What the engine shares with the rest of the service.
+pub struct Services {
+    pub redis: Option<RedisSink>,
+    pub checkpointer: Checkpointer,
+    pub metrics: Arc<RuntimeMetrics>,
+    pub readiness: Readiness,
+    pub liveness: Liveness,
+}
+
+/// Why the state writes of the record just processed would be refused, if they would be.
+fn refused_write(
+    state: &PartitionState,
+    rejections: &Rejections,
+    changelogs: &[String],
+) -> Option<String> {
+    state.record_writes().find_map(|(store, key, value)| {
+        rejections
+            .check(&changelogs[store], Some(key), value, 0)
+            .map(|reason| {
+                format!(
+                    "state store {}, key {:?}: {reason}",
+                    state.stores()[store],
+                    String::from_utf8_lossy(key)
+                )
+            })
+    })
+}
+
 impl<P: Processor> Core<P> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         processor: P,
         options: RuntimeOptions,
-        producer: BaseProducer<DeliveryTracker>,
+        slot: ProducerSlot,
         changelogs: Vec<String>,
-        redis: Option<RedisSink>,
-        checkpointer: Checkpointer,
-        metrics: Arc<RuntimeMetrics>,
-        readiness: Readiness,
+        services: Services,
     ) -> Self {
         let dlq_topic = options.dlq_topic(processor.service());
         Self {
@@ -218,57 +383,46 @@ impl<P: Processor> Core<P> {
             processor,
             dlq_topic,
             changelogs,
-            producer: Arc::new(producer),
+            slot,
+            recovery: Recovery::new(RetryPolicy {
+                initial: options.retry_backoff,
+                max: options.retry_backoff_max,
+            }),
+            rejections: Rejections::new(MAX_RECORD_BYTES),
             inflight: None,
             deferred: std::cell::RefCell::default(),
             tasks: BTreeMap::new(),
             positions: HashMap::new(),
             committed: HashMap::new(),
             fresh_from: HashMap::new(),
-            redis,
+            redis: services.redis,
             redis_pending: Vec::new(),
             txn_open: false,
             uncommitted: 0,
             txn_started: Instant::now(),
-            needs_rewind: false,
-            checkpointer,
-            metrics,
-            readiness,
+            checkpointer: services.checkpointer,
+            metrics: services.metrics,
+            readiness: services.readiness,
+            degraded: false,
+            liveness: services.liveness,
             options,
         }
     }
 
-    pub fn producer(&self) -> &BaseProducer<DeliveryTracker> {
-        &self.producer
-    }
-
-    fn transactional_id(&self) -> String {
-        format!(
-            "{}-{}",
-            self.options.consumer_group, self.options.instance_id
-        )
-    }
-
-    fn fatal_or(&self, context: &'static str, err: KafkaError) -> EngineError {
-        if changelog::is_fenced(&err) {
-            EngineError::Fenced(self.transactional_id())
-        } else {
-            EngineError::Kafka {
-                context,
-                source: err,
-            }
-        }
+    fn producer(&self) -> &TxnProducer {
+        &self.slot.producer
     }
 
     /// Begins a transaction unless one is open — or committing, in which case what is made
     /// now waits in [`Deferred`] for the next one.
     fn ensure_transaction(&mut self) -> Result<(), EngineError> {
         if !self.txn_open && self.inflight.is_none() {
-            self.producer
+            self.producer()
                 .begin_transaction()
-                .map_err(|err| self.fatal_or("begin transaction", err))?;
+                .map_err(kafka("begin transaction"))?;
             self.txn_open = true;
             self.txn_started = Instant::now();
+            self.liveness.waiting();
         }
         Ok(())
     }
@@ -292,6 +446,7 @@ impl<P: Processor> Core<P> {
             });
             return Ok(());
         }
+        let header_bytes = headers.as_ref().map_or(0, headers_size);
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         if let Some(partition) = partition {
             record = record.partition(partition);
@@ -306,13 +461,29 @@ impl<P: Processor> Core<P> {
             record = record.headers(headers);
         }
         loop {
-            match self.producer.send(record) {
+            match self.producer().send(record) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The polling thread empties the queue.
                     record = back;
-                    self.producer.poll(Duration::from_millis(10));
+                    std::thread::sleep(QUEUE_FULL_WAIT);
                 }
-                Err((err, _)) => return Err(kafka("produce")(err)),
+                Err((err, _)) => {
+                    // The producer's own check refused it where `Rejections::check` let it
+                    // pass: learned with the failure, dead-lettered on the replay.
+                    if let KafkaError::MessageProduction(code) = err
+                        && is_record_error(code)
+                    {
+                        self.producer().context().refuse(Refused {
+                            topic: topic.to_owned(),
+                            partition: partition.unwrap_or(-1),
+                            fingerprint: fingerprint(key, payload),
+                            size: wire_size(key, payload, header_bytes),
+                            code,
+                        });
+                    }
+                    return Err(kafka("produce")(err));
+                }
             }
         }
         self.metrics
@@ -325,8 +496,18 @@ impl<P: Processor> Core<P> {
     }
 
     /// Processes one input record: decode, process, event time, timers; errors of the
-    /// record's own making go to the dead-letter topic.
+    /// record's own making go to the dead-letter topic. A failed transaction is aborted here
+    /// (`Err` only when the replica must stop); while recovery holds input, the record is
+    /// dropped: it is read again after the rewind.
     pub fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), EngineError> {
+        if !self.recovery.running() {
+            return Ok(());
+        }
+        self.process_message(message)
+            .or_else(|err| self.fail_transaction(err))
+    }
+
+    fn process_message(&mut self, message: &BorrowedMessage<'_>) -> Result<(), EngineError> {
         let started = Instant::now();
         let partition = message.partition();
         let topic = message.topic();
@@ -370,21 +551,28 @@ impl<P: Processor> Core<P> {
                     emitted: &mut emitted,
                     allowed_lateness: self.allowed_lateness,
                 };
-                match self.processor.process(&mut ctx, event) {
-                    Ok(()) => {
-                        state.observe(event_time, self.max_out_of_orderness)?;
-                        Ok(())
-                    }
-                    Err(err) => {
-                        state.rollback_record();
-                        emitted = Emitted::default();
-                        Err(err)
-                    }
+                let processed = self.processor.process(&mut ctx, event);
+                let processed = match processed {
+                    Ok(()) => state
+                        .observe(event_time, self.max_out_of_orderness)
+                        .map_err(ProcessError::from)
+                        .and_then(|_| {
+                            // A state write the changelog would refuse fails the record, not
+                            // the transaction.
+                            refused_write(state, &self.rejections, &self.changelogs)
+                                .map_or(Ok(()), |reason| Err(ProcessError::Invalid(reason)))
+                        }),
+                    Err(err) => Err(err),
+                };
+                if processed.as_ref().is_err_and(ProcessError::is_record_error) {
+                    state.rollback_record();
+                    emitted = Emitted::default();
                 }
+                processed
             }
         };
         match outcome {
-            Ok(()) => self.flush_emitted(emitted, Some(&record))?,
+            Ok(()) => self.flush_emitted(emitted, &record, true)?,
             Err(err) if err.is_record_error() => self.dead_letter(&record, &err.to_string())?,
             Err(err) => return Err(EngineError::Processor(err)),
         }
@@ -398,40 +586,60 @@ impl<P: Processor> Core<P> {
         Ok(())
     }
 
+    /// Sends what one record (`is_input`) or timer callback made; an output the producer or
+    /// broker refuses goes to the dead-letter topic instead, with `source`'s headers.
     fn flush_emitted(
         &mut self,
         emitted: Emitted,
-        input: Option<&Record<'_>>,
+        source: &Record<'_>,
+        is_input: bool,
     ) -> Result<(), EngineError> {
         for out in &emitted.records {
             let topic = out.topic.as_deref().unwrap_or(&self.options.output_topic);
-            self.send(
-                topic,
-                out.partition,
-                out.key.as_deref(),
-                Some(&out.payload),
-                None,
-            )?;
+            let refused = self
+                .rejections
+                .check(topic, out.key.as_deref(), Some(&out.payload), 0);
+            match refused {
+                Some(reason) => self.dead_letter_output(source, topic, out, &reason)?,
+                None => self.send(
+                    topic,
+                    out.partition,
+                    out.key.as_deref(),
+                    Some(&out.payload),
+                    None,
+                )?,
+            }
         }
-        if let (Some(reason), Some(record)) = (&emitted.late, input) {
-            let headers = self.source_headers(record, reason).insert(Header {
+        if let (Some(reason), true) = (&emitted.late, is_input) {
+            let headers = self.source_headers(source, reason).insert(Header {
                 key: "watermark",
                 value: Some(
                     self.tasks
-                        .get(&record.partition)
+                        .get(&source.partition)
                         .map_or(i64::MIN, |s| s.clock().watermark)
                         .to_string()
                         .as_bytes(),
                 ),
             });
-            self.send(
+            let refused = self.rejections.check(
                 &self.options.late_topic,
-                None,
-                record.key,
-                record.payload,
-                Some(headers),
-            )?;
-            self.metrics.late_records.inc();
+                source.key,
+                source.payload,
+                headers_size(&headers),
+            );
+            match refused {
+                Some(refused) => self.dead_letter(source, &format!("{reason}; {refused}"))?,
+                None => {
+                    self.send(
+                        &self.options.late_topic,
+                        None,
+                        source.key,
+                        source.payload,
+                        Some(headers),
+                    )?;
+                    self.metrics.late_records.inc();
+                }
+            }
         }
         self.redis_pending.extend(emitted.redis);
         if self.redis_pending.len() >= REDIS_BATCH
@@ -473,7 +681,7 @@ impl<P: Processor> Core<P> {
             })
     }
 
-    fn dead_letter(&mut self, record: &Record<'_>, error: &str) -> Result<(), EngineError> {
+    fn dead_letter(&self, record: &Record<'_>, error: &str) -> Result<(), EngineError> {
         tracing::warn!(
             topic = record.topic,
             partition = record.partition,
@@ -481,14 +689,64 @@ impl<P: Processor> Core<P> {
             error,
             "record to the dead-letter topic"
         );
-        let headers = self.source_headers(record, error);
-        self.send(
-            &self.dlq_topic,
-            None,
-            record.key,
-            record.payload,
-            Some(headers),
-        )?;
+        self.send_dead_letter(record, record.key, record.payload, error, None)
+    }
+
+    /// An output record that its topic refuses, to the dead-letter topic (header
+    /// `target.topic`), so that the input's other effects stand.
+    fn dead_letter_output(
+        &self,
+        source: &Record<'_>,
+        topic: &str,
+        out: &OutputRecord,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        tracing::warn!(
+            topic,
+            source.topic = source.topic,
+            source.partition = source.partition,
+            source.offset = source.offset,
+            reason,
+            "output refused; to the dead-letter topic"
+        );
+        let error = format!("output for {topic} refused: {reason}");
+        self.send_dead_letter(
+            source,
+            out.key.as_deref(),
+            Some(&out.payload),
+            &error,
+            Some(topic),
+        )
+    }
+
+    fn send_dead_letter(
+        &self,
+        source: &Record<'_>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        error: &str,
+        target: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let with_target = |headers: OwnedHeaders| match target {
+            Some(topic) => headers.insert(Header {
+                key: "target.topic",
+                value: Some(topic.as_bytes()),
+            }),
+            None => headers,
+        };
+        let headers = with_target(self.source_headers(source, error));
+        let refused = self
+            .rejections
+            .check(&self.dlq_topic, key, payload, headers_size(&headers));
+        // Even the dead-letter topic refuses it: the headers still say what and why.
+        let (payload, headers) = match refused {
+            Some(reason) => {
+                let error = format!("{error}; payload omitted: {reason}");
+                (None, with_target(self.source_headers(source, &error)))
+            }
+            None => (payload, headers),
+        };
+        self.send(&self.dlq_topic, None, key, payload, Some(headers))?;
         self.metrics.dlq_records.inc();
         Ok(())
     }
@@ -510,44 +768,45 @@ impl<P: Processor> Core<P> {
                 emitted: &mut emitted,
                 allowed_lateness: self.allowed_lateness,
             };
-            match self.processor.on_timer(&mut ctx, timer.clone()) {
-                Ok(()) => self.flush_emitted(emitted, None)?,
+            let fired = self
+                .processor
+                .on_timer(&mut ctx, timer.clone())
+                .and_then(|()| {
+                    refused_write(state, &self.rejections, &self.changelogs)
+                        .map_or(Ok(()), |reason| Err(ProcessError::Invalid(reason)))
+                });
+            let payload = serde_json::json!({ "timer": { "time": timer.time, "key": timer.key } })
+                .to_string();
+            let source = Record {
+                topic: "(timer)",
+                partition,
+                offset: -1,
+                key: Some(timer.key.as_bytes()),
+                payload: Some(payload.as_bytes()),
+                timestamp: None,
+            };
+            match fired {
+                Ok(()) => self.flush_emitted(emitted, &source, false)?,
                 Err(err) if err.is_record_error() => {
                     state.rollback_record();
-                    self.timer_dead_letter(partition, &timer, &err.to_string())?;
+                    tracing::warn!(partition, ?timer, error = %err, "timer callback failed");
+                    self.dead_letter(&source, &err.to_string())?;
                 }
                 Err(err) => return Err(EngineError::Processor(err)),
             }
         }
     }
 
-    fn timer_dead_letter(
-        &mut self,
-        partition: i32,
-        timer: &Timer,
-        error: &str,
-    ) -> Result<(), EngineError> {
-        tracing::warn!(
-            partition,
-            ?timer,
-            error,
-            "timer callback failed; dead-lettered"
-        );
-        let payload =
-            serde_json::json!({ "timer": { "time": timer.time, "key": timer.key } }).to_string();
-        let record = Record {
-            topic: "(timer)",
-            partition,
-            offset: -1,
-            key: Some(timer.key.as_bytes()),
-            payload: Some(payload.as_bytes()),
-            timestamp: None,
-        };
-        self.dead_letter(&record, error)
-    }
-
     /// Carries idle partitions along with the active ones (see [`crate::watermark`]).
     pub fn advance_idle(&mut self) -> Result<(), EngineError> {
+        if !self.recovery.running() {
+            return Ok(());
+        }
+        self.advance_idle_partitions()
+            .or_else(|err| self.fail_transaction(err))
+    }
+
+    fn advance_idle_partitions(&mut self) -> Result<(), EngineError> {
         let activity: Vec<PartitionActivity> = self
             .tasks
             .values()
@@ -597,8 +856,8 @@ impl<P: Processor> Core<P> {
     }
 
     /// Commits synchronously: the transaction in flight, then the open one (rebalances,
-    /// shutdown). `Ok(false)` when one had to be aborted (the caller rewinds); an error is
-    /// fatal for this replica.
+    /// shutdown). `Ok(false)` when one had to be aborted (replayed later); an error is fatal
+    /// for this replica.
     pub fn commit(&mut self, group: Option<&ConsumerGroupMetadata>) -> Result<bool, EngineError> {
         if self.finish_commit(true)? == Some(false) || !self.start_commit(group)? {
             return Ok(false);
@@ -617,30 +876,24 @@ impl<P: Processor> Core<P> {
             return Ok(true);
         }
         let started = Instant::now();
-        match self.prepare_commit(group) {
-            Ok(()) => {
-                let producer = self.producer.clone();
-                let commit = std::thread::Builder::new()
-                    .name("kafka-commit".into())
-                    .spawn(move || producer.commit_transaction(TXN_TIMEOUT))
-                    .map_err(|err| EngineError::CommitThread(err.to_string()))?;
-                self.inflight = Some(InFlight {
-                    commit,
-                    positions: self.positions.clone(),
-                    started,
-                    kafka_started: Instant::now(),
-                });
-                self.txn_open = false;
-                self.uncommitted = 0;
-                Ok(true)
-            }
-            Err(err @ EngineError::Fenced(_)) => Err(err),
-            Err(err) => {
-                tracing::warn!(error = %err, "transaction failed; aborting and rewinding");
-                self.abort()?;
-                Ok(false)
-            }
+        if let Err(err) = self.prepare_commit(group) {
+            self.fail_transaction(err)?;
+            return Ok(false);
         }
+        let producer = self.slot.producer.clone();
+        let commit = std::thread::Builder::new()
+            .name("kafka-commit".into())
+            .spawn(move || commit_resuming(&producer))
+            .map_err(|err| EngineError::CommitThread(err.to_string()))?;
+        self.inflight = Some(InFlight {
+            commit,
+            positions: self.positions.clone(),
+            started,
+            kafka_started: Instant::now(),
+        });
+        self.txn_open = false;
+        self.uncommitted = 0;
+        Ok(true)
     }
 
     /// Completes the commit in flight: `Ok(None)` while it runs (only when not `wait`),
@@ -653,6 +906,23 @@ impl<P: Processor> Core<P> {
             self.inflight = Some(inflight);
             return Ok(None);
         }
+        match self.join_commit(inflight)? {
+            Ok(()) => {
+                self.checkpoint_if_due(false);
+                self.resume_transaction()
+                    .or_else(|err| self.fail_transaction(err))?;
+                Ok(Some(true))
+            }
+            Err(err) => {
+                self.fail_transaction(err)?;
+                Ok(Some(false))
+            }
+        }
+    }
+
+    /// Waits for Kafka's commit of `inflight`; a committed transaction's state is applied.
+    /// The outer error stops the replica, the inner one fails the transaction.
+    fn join_commit(&mut self, inflight: InFlight) -> Result<Result<(), EngineError>, EngineError> {
         let result = inflight
             .commit
             .join()
@@ -663,29 +933,20 @@ impl<P: Processor> Core<P> {
                 phase: "kafka_commit",
             })
             .observe(inflight.kafka_started.elapsed().as_secs_f64());
-        match result.map_err(|err| self.fatal_or("commit transaction", err)) {
-            Ok(()) => {
-                self.metrics
-                    .transactions
-                    .get_or_create(&OutcomeLabels {
-                        outcome: "committed",
-                    })
-                    .inc();
-                self.metrics
-                    .commit_seconds
-                    .observe(inflight.started.elapsed().as_secs_f64());
-                self.after_commit(&inflight.positions)?;
-                self.checkpoint_if_due(false);
-                self.resume_transaction()?;
-                Ok(Some(true))
-            }
-            Err(err @ EngineError::Fenced(_)) => Err(err),
-            Err(err) => {
-                tracing::warn!(error = %err, "transaction failed; aborting and rewinding");
-                self.abort()?;
-                Ok(Some(false))
-            }
+        if let Err(err) = result {
+            return Ok(Err(kafka("commit transaction")(err)));
         }
+        self.metrics
+            .transactions
+            .get_or_create(&OutcomeLabels {
+                outcome: "committed",
+            })
+            .inc();
+        self.metrics
+            .commit_seconds
+            .observe(inflight.started.elapsed().as_secs_f64());
+        self.after_commit(&inflight.positions)?;
+        Ok(Ok(()))
     }
 
     /// Changelog records, Redis writes and offsets of the open transaction; then its writes
@@ -707,13 +968,10 @@ impl<P: Processor> Core<P> {
             state.freeze();
         }
         phase.done("changelog");
-        if let Some(redis) = &self.redis
-            && let Err(err) = redis
+        if let Some(redis) = &self.redis {
+            redis
                 .submit(std::mem::take(&mut self.redis_pending))
-                .and_then(|()| redis.wait())
-        {
-            self.readiness.set_not_ready(err.to_string());
-            return Err(err.into());
+                .and_then(|()| redis.wait())?;
         }
         phase.done("redis");
         let mut offsets = TopicPartitionList::new();
@@ -737,17 +995,19 @@ impl<P: Processor> Core<P> {
         }
         if offsets.count() > 0 {
             let group = group.ok_or(EngineError::NoGroupMetadata)?;
-            self.producer
-                .send_offsets_to_transaction(&offsets, group, TXN_TIMEOUT)
-                .map_err(|err| self.fatal_or("send offsets to transaction", err))?;
+            self.producer()
+                .send_offsets_to_transaction(&offsets, group, TXN_CALL_TIMEOUT)
+                .map_err(kafka("send offsets to transaction"))?;
         }
         phase.done("offsets");
         Ok(())
     }
 
     fn after_commit(&mut self, positions: &HashMap<(String, i32), i64>) -> Result<(), EngineError> {
-        self.producer.poll(Duration::ZERO);
-        let delivered = self.producer.context().take();
+        // The commit flushed every record, and the polling thread has served (or is serving)
+        // their delivery reports; one still being served counts at the next commit, which
+        // only makes the recorded changelog position lower (a longer, idempotent replay).
+        let delivered = self.producer().context().take();
         for state in self.tasks.values_mut() {
             let reached: Vec<(usize, i64)> = self
                 .changelogs
@@ -764,13 +1024,12 @@ impl<P: Processor> Core<P> {
         for (key, next) in positions {
             self.committed.insert(key.clone(), Some(*next));
         }
-        if self.redis.is_some()
-            && self
-                .readiness
-                .reason()
-                .is_some_and(|r| r.starts_with("redis"))
-        {
-            self.mark_ready();
+        self.recovery.committed();
+        self.liveness.done();
+        if self.degraded {
+            self.degraded = false;
+            self.metrics.retrying.set(0);
+            self.readiness.set_ready();
         }
         Ok(())
     }
@@ -799,15 +1058,62 @@ impl<P: Processor> Core<P> {
         Ok(())
     }
 
-    fn abort(&mut self) -> Result<(), EngineError> {
+    /// A transaction failed: aborts it (or re-creates the producer), drops what it did and
+    /// holds input until the replay ([`Self::tick`]). `Err` when the replica must stop.
+    fn fail_transaction(&mut self, err: EngineError) -> Result<(), EngineError> {
+        let Some(class) = err.class() else {
+            return Err(err);
+        };
+        // A commit in flight ends first: what it committed is applied, not replayed.
+        if let Some(inflight) = self.inflight.take()
+            && let Err(commit_err) = self.join_commit(inflight)?
+        {
+            tracing::debug!(error = %commit_err, "the commit in flight failed too");
+        }
+        let learned = self
+            .rejections
+            .learn(self.producer().context().take_refused());
+        let class = match class {
+            FailureClass::Fatal => FailureClass::Fatal,
+            _ if learned => FailureClass::Record,
+            // Refused again although known: learning did not help.
+            FailureClass::Record => FailureClass::Transient,
+            other => other,
+        };
+        tracing::warn!(
+            error = %err,
+            class = class.as_str(),
+            "transaction failed; it is aborted and replayed from the committed offsets"
+        );
         self.metrics
             .transactions
             .get_or_create(&OutcomeLabels { outcome: "aborted" })
             .inc();
-        if let Err(err) = self.producer.abort_transaction(TXN_TIMEOUT) {
-            return Err(self.fatal_or("abort transaction", err));
-        }
-        self.producer.context().take();
+        self.metrics
+            .transaction_failures
+            .get_or_create(&ClassLabels {
+                class: class.as_str(),
+            })
+            .inc();
+        let started = Instant::now();
+        let recovered = self.recovery.failed(
+            &mut self.slot,
+            Failure::new(class, err.to_string()),
+            started,
+            fastrand::f64(),
+        );
+        self.metrics
+            .abort_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.discard_transaction()?;
+        self.show_recovery();
+        recovered.map_err(EngineError::Stopped)
+    }
+
+    /// Drops everything the failed transaction did here: state writes, deferred records and
+    /// pending Redis writes.
+    fn discard_transaction(&mut self) -> Result<(), EngineError> {
+        self.producer().context().take();
         for state in self.tasks.values_mut() {
             state.discard()?;
         }
@@ -821,18 +1127,46 @@ impl<P: Processor> Core<P> {
         self.redis_pending.clear();
         self.txn_open = false;
         self.uncommitted = 0;
-        self.needs_rewind = true;
         Ok(())
     }
 
-    /// After an abort: seeks the consumer back to the committed offsets.
-    pub fn rewind(
+    /// Readiness and the `retrying` gauge after recovery moved.
+    fn show_recovery(&mut self) {
+        self.metrics
+            .retrying
+            .set(i64::from(!self.recovery.running()));
+        if let Some(reason) = self.recovery.reason() {
+            self.degraded = true;
+            self.readiness.set_not_ready(reason);
+        }
+    }
+
+    /// True while input is held after a failed transaction (the loop pauses it).
+    pub fn holding(&self) -> bool {
+        !self.recovery.running()
+    }
+
+    /// Moves recovery on: a pending abort or new producer, or the end of the backoff, when the
+    /// consumer is sought back to the committed offsets. `Err` when the replica must stop.
+    pub fn tick(
         &mut self,
         consumer: &BaseConsumer<impl ConsumerContext>,
     ) -> Result<(), EngineError> {
-        if !self.needs_rewind {
+        if self.recovery.running() {
             return Ok(());
         }
+        let next = self
+            .recovery
+            .poll(&mut self.slot, Instant::now(), fastrand::f64())?;
+        if next == Next::Replay {
+            self.rewind(consumer)?;
+        }
+        self.show_recovery();
+        Ok(())
+    }
+
+    /// Seeks the consumer back to the committed offsets.
+    fn rewind(&mut self, consumer: &BaseConsumer<impl ConsumerContext>) -> Result<(), EngineError> {
         for ((topic, partition), committed) in &self.committed {
             let offset = committed.map_or(Offset::Beginning, Offset::Offset);
             consumer
@@ -840,7 +1174,6 @@ impl<P: Processor> Core<P> {
                 .map_err(kafka("seek after abort"))?;
         }
         self.positions.clear();
-        self.needs_rewind = false;
         Ok(())
     }
 
@@ -856,6 +1189,8 @@ impl<P: Processor> Core<P> {
         self.finish_commit(true)?;
         self.readiness
             .set_not_ready("restoring state of assigned partitions");
+        // A restore takes as long as the changelog is: not a stuck transaction.
+        self.liveness.done();
         // Waits for any transaction of the previous owner to finish (read_committed asks the
         // broker for stable offsets), so the changelog end below is final.
         let committed = consumer
@@ -914,7 +1249,13 @@ impl<P: Processor> Core<P> {
         self.metrics
             .assigned_partitions
             .set(self.tasks.len() as i64);
-        self.mark_ready();
+        if self.txn_open || self.holding() {
+            self.liveness.waiting();
+        }
+        match self.recovery.reason() {
+            Some(reason) => self.readiness.set_not_ready(reason),
+            None => self.readiness.set_ready(),
+        }
         Ok(())
     }
 
@@ -939,10 +1280,6 @@ impl<P: Processor> Core<P> {
             self.fresh_from.insert((topic.clone(), partition), end);
         }
         Ok(())
-    }
-
-    fn mark_ready(&self) {
-        self.readiness.set_ready();
     }
 
     /// Lets go of revoked partitions (after the caller committed).
@@ -971,6 +1308,10 @@ impl<P: Processor> Core<P> {
         self.metrics
             .assigned_partitions
             .set(self.tasks.len() as i64);
+        if self.tasks.is_empty() {
+            // Nothing left to replay: a failed transaction waits on nothing.
+            self.liveness.done();
+        }
     }
 
     /// Checkpoints every partition when due (call right after a commit).
@@ -1006,7 +1347,7 @@ impl<P: Processor> Core<P> {
     }
 
     pub fn in_flight(&self) -> i32 {
-        self.producer.in_flight_count()
+        self.producer().in_flight_count()
     }
 }
 
@@ -1083,5 +1424,30 @@ impl<P: Processor> ConsumerContext for RebalanceHandler<P> {
             }
             Rebalance::Error(err) => tracing::error!(%err, "rebalance error"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produce_errors_are_classified() {
+        let produce = |code| kafka_class(&KafkaError::MessageProduction(code));
+        assert_eq!(
+            produce(RDKafkaErrorCode::MessageSizeTooLarge),
+            FailureClass::Record
+        );
+        assert_eq!(produce(RDKafkaErrorCode::Fatal), FailureClass::Fatal);
+        // An earlier record failed the transaction: abort, then see what was refused.
+        assert_eq!(produce(RDKafkaErrorCode::State), FailureClass::Transient);
+        assert_eq!(
+            kafka_class(&KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)),
+            FailureClass::Transient
+        );
+        let no_group = EngineError::NoGroupMetadata;
+        assert_eq!(no_group.class(), Some(FailureClass::Transient));
+        let broken = EngineError::CommitThread("panicked".into());
+        assert_eq!(broken.class(), None, "the replica stops");
     }
 }

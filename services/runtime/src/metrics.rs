@@ -35,6 +35,11 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub class: &'static str,
+}
+
 pub struct RuntimeMetrics {
     pub records_in: Family<TopicLabels, Counter>,
     pub records_out: Family<TopicLabels, Counter>,
@@ -46,6 +51,10 @@ pub struct RuntimeMetrics {
     pub state_size_bytes: Family<TaskLabels, Gauge>,
     pub assigned_partitions: Gauge,
     pub transactions: Family<OutcomeLabels, Counter>,
+    pub transaction_failures: Family<ClassLabels, Counter>,
+    pub abort_seconds: Histogram,
+    pub retrying: Gauge,
+    pub producer_recreations: Counter,
     pub commit_seconds: Histogram,
     pub commit_phase_seconds: Family<PhaseLabels, Histogram>,
     pub checkpoint_seconds: Histogram,
@@ -70,6 +79,10 @@ impl RuntimeMetrics {
             state_size_bytes: Family::default(),
             assigned_partitions: Gauge::default(),
             transactions: Family::default(),
+            transaction_failures: Family::default(),
+            abort_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            retrying: Gauge::default(),
+            producer_recreations: Counter::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             commit_phase_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
@@ -134,6 +147,26 @@ impl RuntimeMetrics {
             metrics.transactions.clone(),
         );
         r.register(
+            "transaction_failures",
+            "Failed (aborted) transactions, by failure class: transient, record, fatal",
+            metrics.transaction_failures.clone(),
+        );
+        r.register(
+            "abort_seconds",
+            "Time to abort a failed transaction (or re-create the producer)",
+            metrics.abort_seconds.clone(),
+        );
+        r.register(
+            "retrying",
+            "1 while input is held after a failed transaction (abort, backoff)",
+            metrics.retrying.clone(),
+        );
+        r.register(
+            "producer_recreations",
+            "Transactional producers re-created after a fatal error",
+            metrics.producer_recreations.clone(),
+        );
+        r.register(
             "commit_seconds",
             "Time to commit one transaction",
             metrics.commit_seconds.clone(),
@@ -175,7 +208,7 @@ impl RuntimeMetrics {
         );
         r.register(
             "paused",
-            "1 while input is paused for backpressure",
+            "1 while input is paused: backpressure, or held after a failed transaction",
             metrics.paused.clone(),
         );
         metrics

@@ -5,10 +5,10 @@
 //! (every write is keyed by user, window or alert id; see [`RedisWrite`]).
 
 use crate::processor::RedisWrite;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 use std::sync::mpsc;
 use std::time::Duration;
-
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Applies writes on a thread of its own, so Redis round trips overlap with processing: the
 /// engine hands over batches while the transaction is open and waits for them all before the
@@ -33,15 +33,22 @@ pub struct RedisSinkError {
 }
 
 impl RedisSink {
-    /// Starts the writer thread; it connects on first use.
-    pub fn new(client: redis::Client) -> std::io::Result<Self> {
+    /// Starts the writer thread; it connects on first use. Connecting, or applying one batch
+    /// of writes, taking longer than `timeout` fails the writes (and so the transaction).
+    pub fn new(client: redis::Client, timeout: Duration) -> std::io::Result<Self> {
         // For errors: the address, never the password.
         let url = client.get_connection_info().addr().to_string();
         let (jobs, inbox) = mpsc::channel();
         let (report, results) = mpsc::channel();
+        // The async connection bounds a whole pipeline by the timeout; the blocking one reads
+        // each of its replies with the timeout, so a frozen server held a batch of a thousand
+        // writes for a thousand timeouts.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         std::thread::Builder::new()
             .name("redis-writer".into())
-            .spawn(move || Writer::new(client).run(inbox, report))?;
+            .spawn(move || Writer::new(client, timeout).run(runtime, inbox, report))?;
         Ok(Self { url, jobs, results })
     }
 
@@ -82,24 +89,31 @@ impl RedisSink {
 
 struct Writer {
     client: redis::Client,
-    connection: Option<redis::Connection>,
+    timeout: Duration,
+    connection: Option<MultiplexedConnection>,
 }
 
 impl Writer {
-    fn new(client: redis::Client) -> Self {
+    fn new(client: redis::Client, timeout: Duration) -> Self {
         Self {
             client,
+            timeout,
             connection: None,
         }
     }
 
-    fn run(mut self, inbox: mpsc::Receiver<Job>, report: mpsc::Sender<redis::RedisResult<()>>) {
+    fn run(
+        mut self,
+        runtime: tokio::runtime::Runtime,
+        inbox: mpsc::Receiver<Job>,
+        report: mpsc::Sender<redis::RedisResult<()>>,
+    ) {
         let mut failure = None;
         while let Ok(job) = inbox.recv() {
             match job {
                 Job::Apply(_) if failure.is_some() => {}
                 Job::Apply(writes) => {
-                    if let Err(err) = self.apply(&writes) {
+                    if let Err(err) = runtime.block_on(self.apply(&writes)) {
                         // Re-connect next time: the connection may be broken half-way.
                         self.connection = None;
                         failure = Some(err);
@@ -114,17 +128,21 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, writes: &[RedisWrite]) -> redis::RedisResult<()> {
+    async fn apply(&mut self, writes: &[RedisWrite]) -> redis::RedisResult<()> {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => {
-                let connection = self.client.get_connection_with_timeout(TIMEOUT)?;
-                connection.set_read_timeout(Some(TIMEOUT))?;
-                connection.set_write_timeout(Some(TIMEOUT))?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
+                let connection = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
                 self.connection.insert(connection)
             }
         };
-        pipeline(writes).query::<()>(connection)
+        pipeline(writes).query_async::<()>(connection).await
     }
 }
 

@@ -4,23 +4,26 @@
 use crate::changelog::{self, TopicSpec};
 use crate::checkpoints::{CheckpointSettings, Checkpointer};
 use crate::config::RuntimeOptions;
-use crate::engine::{Core, DeliveryTracker, EngineError, RebalanceHandler};
+use crate::engine::{
+    Core, DeliveryTracker, EngineError, ProducerSlot, RebalanceHandler, Services, TxnProducer,
+};
 use crate::metrics::RuntimeMetrics;
 use crate::processor::Processor;
 use crate::redis_sink::RedisSink;
+use crate::rejection::MAX_RECORD_BYTES;
 use crate::state::RUNTIME_STORE;
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::producer::Producer;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use trendstream_checkpoint::GcsConfig;
-use trendstream_service::ops::{self, Readiness};
+use trendstream_service::ops::{self, Liveness, Readiness};
 
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -69,10 +72,12 @@ pub fn run<P: Processor>(
     let mut registry = Registry::with_prefix("trendstream");
     let metrics = Arc::new(RuntimeMetrics::register(&mut registry));
     let readiness = Readiness::new("starting");
+    let liveness = Liveness::new(options.stuck_timeout);
     let stop = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     {
-        let router = ops::router(Arc::new(registry), readiness.clone());
+        let router =
+            ops::router_with_liveness(Arc::new(registry), readiness.clone(), liveness.clone());
         let mut rx = shutdown_rx.clone();
         let listener = tokio
             .block_on(tokio::net::TcpListener::bind(http_addr))
@@ -139,27 +144,23 @@ pub fn run<P: Processor>(
     check_state_topics(&probe, &per_partition, partitions)?;
     drop(probe);
 
-    let producer: BaseProducer<DeliveryTracker> = ClientConfig::new()
-        .set("bootstrap.servers", &options.bootstrap_servers)
-        .set(
-            "transactional.id",
-            format!("{}-{}", options.consumer_group, options.instance_id),
-        )
-        .set("transaction.timeout.ms", "60000")
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "200000")
-        .create_with_context(DeliveryTracker::new(changelogs.clone()))
+    let producer = transactional_producer(&options, &changelogs)
         .context("creating the transactional producer")?;
     producer
         .init_transactions(Duration::from_secs(60))
         .context("initialising transactions (fences any previous instance of this replica)")?;
+    let factory = {
+        let (options, changelogs) = (options.clone(), changelogs.clone());
+        Box::new(move || transactional_producer(&options, &changelogs))
+    };
+    let slot = ProducerSlot::new(producer, factory, metrics.producer_recreations.clone());
 
     let redis = options
         .redis_url
         .as_deref()
         .map(|url| {
             let client = options.redis_auth.client(url)?;
-            RedisSink::new(client).context("starting the Redis writer")
+            RedisSink::new(client, options.redis_timeout).context("starting the Redis writer")
         })
         .transpose()?;
     // The operator sets GCS_BUCKET="" when the job has no bucket.
@@ -189,12 +190,15 @@ pub fn run<P: Processor>(
     let core = Arc::new(Mutex::new(Core::new(
         processor,
         options.clone(),
-        producer,
+        slot,
         changelogs,
-        redis,
-        checkpointer,
-        metrics.clone(),
-        readiness.clone(),
+        Services {
+            redis,
+            checkpointer,
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            liveness,
+        },
     )));
     let failure = Arc::new(Mutex::new(None));
     let topics: Vec<&str> = options
@@ -255,6 +259,25 @@ pub fn run<P: Processor>(
     }
 }
 
+/// The transactional producer, not yet initialised. Delivery reports are served on its own
+/// thread: aborting a transaction waits for the reports of the records it purges.
+fn transactional_producer(
+    options: &RuntimeOptions,
+    changelogs: &[String],
+) -> Result<TxnProducer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &options.bootstrap_servers)
+        .set("transactional.id", options.transactional_id())
+        .set(
+            "transaction.timeout.ms",
+            options.transaction_timeout.as_millis().to_string(),
+        )
+        .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "200000")
+        .create_with_context(DeliveryTracker::new(changelogs.iter().cloned()))
+}
+
 /// A task is a partition number across all input topics, so partition N of every input must
 /// land on the same replica. The range assignor guarantees that for co-partitioned topics (same
 /// partition count, same members); cooperative-sticky does not, but moves fewer partitions per
@@ -282,7 +305,10 @@ fn process<P: Processor>(
     metrics: &RuntimeMetrics,
     max_in_flight: i32,
 ) -> Result<(), EngineError> {
+    // Input is paused while the producer has too much in flight (with hysteresis) or while
+    // recovery holds it after a failed transaction.
     let mut paused = false;
+    let mut pressure = false;
     let mut last_gauges = Instant::now();
     let mut last_idle_check = Instant::now();
     while !stop.load(Ordering::SeqCst) {
@@ -296,7 +322,6 @@ fn process<P: Processor>(
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(err)) => tracing::warn!(%err, "consumer error"),
         }
-        core.producer().poll(Duration::ZERO);
         // Idleness is measured in seconds; checking it per record would only cost time.
         if last_idle_check.elapsed() >= IDLE_CHECK_INTERVAL {
             core.advance_idle()?;
@@ -311,23 +336,32 @@ fn process<P: Processor>(
             let group = consumer.group_metadata();
             core.start_commit(group.as_ref())?;
         }
-        core.rewind(consumer)?;
+        // After a failed transaction: a pending abort, the end of the backoff (then the
+        // consumer is sought back to the committed offsets).
+        core.tick(consumer)?;
 
-        // Backpressure: stop fetching while the producer has too much in flight.
         let in_flight = core.in_flight();
-        if !paused && in_flight > max_in_flight {
-            if let Ok(assignment) = consumer.assignment() {
-                let _ = consumer.pause(&assignment);
-                paused = true;
-                metrics.paused.set(1);
-                tracing::debug!(in_flight, "input paused");
+        pressure = in_flight
+            > if pressure {
+                max_in_flight / 2
+            } else {
+                max_in_flight
+            };
+        let hold = pressure || core.holding();
+        if hold != paused
+            && let Ok(assignment) = consumer.assignment()
+        {
+            let result = if hold {
+                consumer.pause(&assignment)
+            } else {
+                consumer.resume(&assignment)
+            };
+            if let Err(err) = result {
+                tracing::debug!(%err, hold, "pausing or resuming input");
             }
-        } else if paused && in_flight <= max_in_flight / 2 {
-            if let Ok(assignment) = consumer.assignment() {
-                let _ = consumer.resume(&assignment);
-            }
-            paused = false;
-            metrics.paused.set(0);
+            paused = hold;
+            metrics.paused.set(i64::from(hold));
+            tracing::debug!(in_flight, hold, "input paused or resumed");
         }
         if last_gauges.elapsed() >= GAUGE_INTERVAL {
             core.refresh_gauges();

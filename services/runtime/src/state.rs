@@ -279,6 +279,18 @@ impl PartitionState {
         self.timers.len()
     }
 
+    /// The writes of the record being processed (since [`Self::begin_record`]), with the
+    /// values they left.
+    pub fn record_writes(&self) -> impl Iterator<Item = Change<'_>> {
+        self.journal.iter().filter_map(|undo| match undo {
+            Undo::Write { slot, .. } => self
+                .overlay
+                .get_key_value(slot)
+                .map(|((store, key), value)| (*store, key.as_slice(), value.as_deref())),
+            Undo::TimerAdded(_) | Undo::TimerRemoved(_) => None,
+        })
+    }
+
     /// True when there are writes not yet committed.
     pub fn has_changes(&self) -> bool {
         !self.overlay.is_empty()
@@ -682,7 +694,13 @@ mod tests {
                 key: "t".into(),
             })
             .expect("timer");
+        let written: Vec<(usize, &[u8])> = state.record_writes().map(|(s, k, _)| (s, k)).collect();
+        assert!(
+            written.contains(&(0, b"new".as_slice())) && !written.is_empty(),
+            "{written:?}"
+        );
         state.rollback_record();
+        assert_eq!(state.record_writes().count(), 0);
         assert_eq!(state.get::<u64>("counts", "kept").expect("get"), Some(1));
         assert_eq!(state.get::<u64>("counts", "new").expect("get"), None);
         assert_eq!(state.timer_count(), 0);
