@@ -9,9 +9,10 @@
 # the binary links against is the one it runs on); pin a digest here when releasing.
 ARG RUST_IMAGE=rust:1.95.0-slim-trixie
 ARG RUNTIME_IMAGE=debian:13.2-slim
-# The `local` stage's base: a Debian of the build host's release (e2e/env makes it with
-# debootstrap), so host-built binaries find the glibc and libstdc++ they were linked against.
-ARG LOCAL_BASE_IMAGE=localhost/trendstream/debian-base:latest
+# The `local` stage's base, required for that target: a Debian of the build host's release
+# (e2e/env makes it with debootstrap and passes it, tagged by content), so host-built binaries
+# find the glibc and libstdc++ they were linked against.
+ARG LOCAL_BASE_IMAGE
 
 FROM ${RUST_IMAGE} AS chef
 # RocksDB needs clang (bindgen) and a C++ compiler; rdkafka builds its bundled librdkafka with

@@ -387,7 +387,12 @@ fn example(
     let mut job: serde_yaml::Value = serde_yaml::from_str(&text)?;
     job["metadata"]["name"] = name.into();
     edit(&mut job["spec"]);
-    Ok(serde_yaml::to_string(&job)?.replace("kafka.trendstream.svc:9092", &bootstrap))
+    let text = serde_yaml::to_string(&job)?.replace("kafka.trendstream.svc:9092", &bootstrap);
+    // Its pods run for real where the environment has images (the node's registry).
+    match env.get("IMAGE_TRENDSTREAM_OPERATOR") {
+        Ok(_) => trendstream_e2e::fleet::for_this_cluster(env, &text),
+        Err(_) => Ok(text),
+    }
 }
 
 async fn phase_of(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<Option<Phase>> {
@@ -417,7 +422,7 @@ async fn the_operator_runs_with_nothing_but_the_charts_rbac() -> anyhow::Result<
             .args(["--set", &format!("watchNamespace={ns}")])
             .args(["--set", "crds.install=false"])
             .args(["--set", &format!("leaderElection.leaseName={lease}")])
-            // The real operator runs below, outside the cluster (kwok runs no containers).
+            // The operator runs below as a local process acting as the chart's account.
             .args(["--set", "replicaCount=0"]);
         println!("{}", run(helm)?);
         let account = format!("system:serviceaccount:{ns}:trendstream-operator");
@@ -442,13 +447,27 @@ async fn the_operator_runs_with_nothing_but_the_charts_rbac() -> anyhow::Result<
         let mut operator = Running::start(command, log.clone())?;
 
         // A stateful job with one state volume, deleted with the job.
+        // Its own one-partition input; the checkpoint bucket on the emulator.
+        let input = format!("{ns}-orders");
+        if let Ok(bootstrap) = env.get("KAFKA_BOOTSTRAP_SERVERS") {
+            trendstream_e2e::kafka::create_topic(bootstrap, &input, 1).await?;
+        }
+        if let Ok(gcs) = env.get("GCS_ENDPOINT") {
+            let _ = trendstream_e2e::gcs::create_bucket(gcs, "trendstream-checkpoints").await;
+        }
         let stateful = example(&env, "revenue-job.yaml", "revenue", |spec| {
             spec["parallelism"]["replicas"] = 1.into();
             spec["kafka"]["partitions"] = 1.into();
+            spec["kafka"]["inputTopics"] = serde_yaml::Value::Sequence(vec![input.clone().into()]);
             spec["checkpoint"]["onDelete"] = "Delete".into();
         })?;
         kubectl(&env, &["apply", "-n", &ns, "-f", "-"], Some(&stateful))?;
-        let api = example(&env, "feature-api.yaml", "api", |_| {})?;
+        // This Redis has no password: the example's Secret reference goes.
+        let api = example(&env, "feature-api.yaml", "api", |spec| {
+            if let Some(redis) = spec["redis"].as_mapping_mut() {
+                redis.remove("passwordSecretRef");
+            }
+        })?;
         kubectl(&env, &["apply", "-n", &ns, "-f", "-"], Some(&api))?;
         for name in ["revenue", "api"] {
             let reached = eventually(
