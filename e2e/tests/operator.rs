@@ -7,13 +7,13 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use std::process::Command;
 use std::time::Duration;
-use trendstream_e2e::fleet::for_this_cluster;
+use trendstream_e2e::fleet::{for_this_cluster, is_ready, pods};
 use trendstream_e2e::gcs::create_bucket;
 use trendstream_e2e::kube::{
     client, eventually, examples_dir, install_crd, kubeconfig, kubectl, with_namespace,
@@ -92,24 +92,10 @@ async fn job(client: &Client, namespace: &str, name: &str) -> anyhow::Result<Opt
 }
 
 async fn ready_pods(client: &Client, namespace: &str, instance: &str) -> anyhow::Result<usize> {
-    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={instance}")))
-        .await?;
-    Ok(pods
-        .items
+    Ok(pods(client, namespace, instance)
+        .await?
         .iter()
-        .filter(|pod| {
-            pod.metadata.deletion_timestamp.is_none()
-                && pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|conditions| {
-                        conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == "True")
-                    })
-        })
+        .filter(|pod| is_ready(pod))
         .count())
 }
 

@@ -9,7 +9,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use trendstream_e2e::TestEnv;
-use trendstream_e2e::fleet::image;
+use trendstream_e2e::fleet::{image, is_ready};
 use trendstream_e2e::kube::{client, kubectl, with_namespace};
 
 #[tokio::test]
@@ -144,15 +144,4 @@ async fn a_deployment_runs_containers_on_the_real_node() -> anyhow::Result<()> {
         Ok(())
     })
     .await
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
 }
