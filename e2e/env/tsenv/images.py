@@ -22,6 +22,7 @@ from .log import phase
 IMAGES = {
     "trendstream-operator": "trendstream-operator",
     "cdc-processor": "cdc-processor",
+    "pg-capture": "pg-capture",
     "session-aggregator": "session-aggregator",
     "fraud-detector": "fraud-detector",
     "revenue-calculator": "revenue-calculator",
