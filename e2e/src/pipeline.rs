@@ -77,12 +77,14 @@ impl Run {
 /// The seed of a run's traffic.
 pub const SEED: u64 = 20261123;
 
-/// Starts loadgen on this machine: `events` events to the run's topics, seeded, as fast as it
-/// can, with planted fraud and poison pills; the events it sent go to `events_file`.
+/// Starts loadgen on this machine: `events` events to the run's topics, seeded, at `rate`
+/// events/s (0: as fast as it can), with planted fraud and poison pills; the events it sent go
+/// to `events_file`.
 pub fn start_loadgen(
     bootstrap: &str,
     run: &Run,
     events: u64,
+    rate: u32,
     seed: u64,
     events_file: &Path,
 ) -> anyhow::Result<Running> {
@@ -97,7 +99,7 @@ pub fn start_loadgen(
         "--count",
         &events.to_string(),
         "--rate",
-        "0",
+        &rate.to_string(),
         "--seed",
         &seed.to_string(),
         "--users",

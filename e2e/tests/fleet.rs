@@ -19,11 +19,15 @@ use trendstream_e2e::kube::{client, eventually, kubectl};
 use trendstream_e2e::oracle::fraud;
 use trendstream_e2e::pipeline::{self, Expected, PROCESSORS, Run};
 use trendstream_events::FraudAlert;
+use trendstream_operator::builders::HTTP_PORT;
 use trendstream_operator::crd::StreamJob;
 
 const PARTITIONS: i32 = 6;
 const PARTITIONS_PER_REPLICA: i32 = 3;
 const EVENTS: u64 = 200_000;
+/// loadgen's events/s: the input keeps coming for ~100 s, while the pods are deleted, rescaled
+/// and rolled (a replacement's first commit is what "processing again" means).
+const RATE: u32 = 2_000;
 /// Each of the stateless test's two traffics.
 const STATELESS_EVENTS: u64 = 30_000;
 /// Pods pulled, started and Ready (image pulls from the local registry, RocksDB opened).
@@ -163,7 +167,7 @@ async fn run_fleet(disruptions: &[Disruption]) -> anyhow::Result<()> {
         // The input is there before the jobs: what is measured below is the time from
         // `kubectl apply` to the first committed output.
         let mut loadgen =
-            pipeline::start_loadgen(&bootstrap, &run, EVENTS, pipeline::SEED, &events_file)?;
+            pipeline::start_loadgen(&bootstrap, &run, EVENTS, RATE, pipeline::SEED, &events_file)?;
 
         let applied = Instant::now();
         for (processor, input) in PROCESSORS {
@@ -177,7 +181,11 @@ async fn run_fleet(disruptions: &[Disruption]) -> anyhow::Result<()> {
         let first = tokio::task::spawn_blocking({
             let bootstrap = bootstrap.clone();
             let topic = run.topic("revenue-calculator", "out");
-            move || read_committed(&bootstrap, &topic, 1, Duration::from_secs(1), START)
+            move || {
+                let records = read_committed(&bootstrap, &topic, 1, Duration::ZERO, START)?;
+                anyhow::ensure!(!records.is_empty(), "no committed output within {START:?}");
+                anyhow::Ok(applied.elapsed())
+            }
         });
         let replicas = PARTITIONS / PARTITIONS_PER_REPLICA;
         for (processor, _) in PROCESSORS {
@@ -194,15 +202,16 @@ async fn run_fleet(disruptions: &[Disruption]) -> anyhow::Result<()> {
             "all jobs Running after {:.1}s",
             applied.elapsed().as_secs_f64()
         );
-        first.await??;
+        let first = first.await??;
         println!(
             "measured: kubectl apply to the first committed output record: {:.1}s",
-            applied.elapsed().as_secs_f64()
+            first.as_secs_f64()
         );
         show_pods(&env, namespace);
         for (processor, _) in PROCESSORS {
             for pod in pods(&client, namespace, &job_name(&run, processor)).await? {
-                anyhow::ensure!(is_ready(&pod), "{processor} pod not ready");
+                // Readiness was waited for above (a replica is briefly unready while the
+                // group rebalances as its peers join); here only where the pods run.
                 let ip = pod
                     .status
                     .as_ref()
@@ -319,8 +328,8 @@ async fn uid(client: &kube::Client, pod: &str) -> anyhow::Result<Option<String>>
     Ok(pods.get_opt(pod).await?.and_then(|p| p.metadata.uid))
 }
 
-/// Waits until the pod that replaced `name` (whose uid was `old`) is Ready and has acquired
-/// its partitions; returns its log. A replacement that was created while its volume claim was
+/// Waits until the pod that replaced `name` (whose uid was `old`) is Ready, has acquired its
+/// partitions and committed its first transaction; returns its log. A replacement that was created while its volume claim was
 /// still terminating can never start: it is deleted again, as a user would.
 async fn replacement_processing(
     env: &TestEnv,
@@ -369,10 +378,34 @@ async fn replacement_processing(
             continue;
         }
         let text = logs(env, FLEET_NAMESPACE, name, false)?;
-        if text.contains("partition acquired") {
+        if !text.contains("partition acquired") {
+            continue;
+        }
+        // Processing again means a transaction committed by the new process: its own
+        // /metrics, read at the pod's IP on the node's bridge.
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        if let Some(ip) = ip
+            && committed_transactions(&ip).await.unwrap_or(0.0) > 0.0
+        {
             return Ok(text);
         }
     }
+}
+
+/// `trendstream_transactions_total{outcome="committed"}` of the pod at `ip`.
+async fn committed_transactions(ip: &str) -> anyhow::Result<f64> {
+    let body = reqwest::get(format!("http://{ip}:{HTTP_PORT}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(body
+        .lines()
+        .filter(|l| {
+            l.starts_with("trendstream_transactions_total{") && l.contains("outcome=\"committed\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }
 
 /// A spec change of every job (the checkpoint interval, which the pods' environment carries):
@@ -607,7 +640,7 @@ async fn a_stateless_upgrade_starts_empty_from_the_end_of_the_input() -> anyhow:
             async move {
                 let file = run.dir()?.join(format!("events-{seed}.jsonl"));
                 let mut loadgen =
-                    pipeline::start_loadgen(&bootstrap, &run, STATELESS_EVENTS, seed, &file)?;
+                    pipeline::start_loadgen(&bootstrap, &run, STATELESS_EVENTS, 0, seed, &file)?;
                 pipeline::wait_for_loadgen(&mut loadgen, Duration::from_secs(300)).await?;
                 fraud::parse_event_file(&std::fs::read_to_string(&file)?)
             }

@@ -1,4 +1,4 @@
-//! The whole pipeline against the real broker and Redis: loadgen sends 500 000 events (planted
+//! The whole pipeline against the real broker and Redis: loadgen sends 200 000 events (planted
 //! fraud, out-of-order and late events, 0.5% poison pills) to session-aggregator,
 //! fraud-detector and revenue-calculator, two replicas each; their committed outputs and Redis
 //! keys must equal the oracles' exactly, and every poison pill must be in a DLQ. The second test
@@ -13,7 +13,7 @@ use trendstream_e2e::processor::{Deployment, Replica};
 use trendstream_e2e::{TestEnv, unique_name};
 
 const PARTITIONS: i32 = 6;
-const EVENTS: u64 = 500_000;
+const EVENTS: u64 = 200_000;
 /// How long the outputs may take to appear (debug builds, six processes on two cores).
 const DEADLINE: Duration = Duration::from_secs(900);
 
@@ -60,7 +60,7 @@ async fn run_pipeline(chaos: bool) -> anyhow::Result<()> {
     }
     let replicas = Arc::new(Mutex::new(replicas));
     let mut loadgen =
-        pipeline::start_loadgen(&bootstrap, &run, EVENTS, pipeline::SEED, &events_file)?;
+        pipeline::start_loadgen(&bootstrap, &run, EVENTS, 0, pipeline::SEED, &events_file)?;
     // Chaos: every 10 s a random replica is SIGKILLed and started again (same pod name, same
     // disk: a container restart).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
