@@ -100,23 +100,29 @@ fn bucket(run: &Run) -> String {
     format!("{}-checkpoints", run.name)
 }
 
+/// Deletes a StreamJob and waits until it is gone (its children with it).
+fn delete_job(env: &TestEnv, name: &str) -> anyhow::Result<()> {
+    kubectl(
+        env,
+        &[
+            "delete",
+            "-n",
+            FLEET_NAMESPACE,
+            "streamjob",
+            name,
+            "--ignore-not-found",
+            "--wait=true",
+        ],
+        None,
+    )?;
+    Ok(())
+}
+
 /// Deletes the run's StreamJobs and their state volumes (the jobs keep them by default).
 fn delete_jobs(env: &TestEnv, run: &Run) -> anyhow::Result<()> {
     for (processor, _) in PROCESSORS {
         let name = job_name(run, processor);
-        kubectl(
-            env,
-            &[
-                "delete",
-                "-n",
-                FLEET_NAMESPACE,
-                "streamjob",
-                &name,
-                "--ignore-not-found",
-                "--wait=true",
-            ],
-            None,
-        )?;
+        delete_job(env, &name)?;
         kubectl(
             env,
             &[
@@ -713,19 +719,7 @@ async fn a_stateless_upgrade_starts_empty_from_the_end_of_the_input() -> anyhow:
     if result.is_err() {
         show_pods(&env, FLEET_NAMESPACE);
     }
-    kubectl(
-        &env,
-        &[
-            "delete",
-            "-n",
-            FLEET_NAMESPACE,
-            "streamjob",
-            &job,
-            "--ignore-not-found",
-            "--wait=true",
-        ],
-        None,
-    )?;
+    delete_job(&env, &job)?;
     result
 }
 
@@ -798,19 +792,7 @@ async fn a_stuck_roll_is_reported_and_rolled_back() -> anyhow::Result<()> {
     if result.is_err() {
         show_pods(&env, FLEET_NAMESPACE);
     }
-    kubectl(
-        &env,
-        &[
-            "delete",
-            "-n",
-            FLEET_NAMESPACE,
-            "streamjob",
-            &job,
-            "--ignore-not-found",
-            "--wait=true",
-        ],
-        None,
-    )?;
+    delete_job(&env, &job)?;
     result
 }
 
