@@ -56,6 +56,9 @@ impl Checkpointer {
             .map(GcsClient::new)
             .transpose()
             .map_err(Box::new)?;
+        metrics
+            .checkpoint_interval_seconds
+            .set(settings.interval.as_secs_f64());
         Ok(Self {
             state_dir: settings.state_dir,
             bootstrap: settings.bootstrap,
@@ -226,6 +229,7 @@ impl Checkpointer {
                 self.metrics
                     .checkpoint_seconds
                     .observe(started.elapsed().as_secs_f64());
+                self.metrics.checkpoint_completed();
                 self.finish(partition, "local");
                 continue;
             };
@@ -244,6 +248,7 @@ impl Checkpointer {
                             tracing::warn!(partition, error = %err, "checkpoint retention failed");
                         }
                         tracing::debug!(partition, id = report.manifest.id, "checkpoint uploaded");
+                        metrics.checkpoint_completed();
                         "uploaded"
                     }
                     Err(err) => {

@@ -34,8 +34,8 @@ use crate::changelog;
 use crate::checkpoints::Checkpointer;
 use crate::config::RuntimeOptions;
 use crate::metrics::{
-    ClassLabels, OutcomeLabels, PartitionLabels, PhaseLabels, RuntimeMetrics, TaskLabels,
-    TopicLabels,
+    ClassLabels, KindLabels, OutcomeLabels, PartitionLabels, PhaseLabels, RuntimeMetrics,
+    TaskLabels, TopicLabels,
 };
 use crate::processor::{
     Context, Emitted, OutputRecord, ProcessError, Processor, Record, RedisWrite,
@@ -1041,7 +1041,8 @@ impl<P: Processor> Core<P> {
         let pending = !deferred.is_empty()
             || self.uncommitted > 0
             || !self.redis_pending.is_empty()
-            || self.tasks.values().any(PartitionState::has_changes);
+            || self.tasks.values().any(PartitionState::has_changes)
+            || self.offsets_ahead();
         if !pending {
             return Ok(());
         }
@@ -1085,6 +1086,9 @@ impl<P: Processor> Core<P> {
             class = class.as_str(),
             "transaction failed; it is aborted and replayed from the committed offsets"
         );
+        if matches!(err, EngineError::Redis(_)) {
+            self.metrics.redis_write_errors.inc();
+        }
         self.metrics
             .transactions
             .get_or_create(&OutcomeLabels { outcome: "aborted" })
@@ -1163,6 +1167,57 @@ impl<P: Processor> Core<P> {
         }
         self.show_recovery();
         Ok(())
+    }
+
+    /// Moves each partition's position over what the consumer read after the last record it
+    /// delivered but never delivers: transaction commit and abort markers, aborted records.
+    /// Committing last offset + 1 would leave the group one marker short of the partition's
+    /// end for ever (lag 1 on every idle partition of a transactional topic, KAFKA-6607); the
+    /// consumer's position is where it reads next. Exact because every record the consumer
+    /// delivered has been processed: the loop handles each one before calling this, and while
+    /// input is held (records dropped, read again after the rewind) nothing moves.
+    pub fn step_over_markers(
+        &mut self,
+        consumer: &BaseConsumer<impl ConsumerContext>,
+    ) -> Result<(), EngineError> {
+        if !self.recovery.running() || self.positions.is_empty() {
+            return Ok(());
+        }
+        let read = match consumer.position() {
+            Ok(read) => read,
+            Err(err) => {
+                tracing::debug!(%err, "consumer position unavailable");
+                return Ok(());
+            }
+        };
+        let mut stepped = false;
+        for element in read.elements() {
+            let Offset::Offset(next) = element.offset() else {
+                continue;
+            };
+            // Only partitions with a record processed since their assignment or the last
+            // rewind: the consumer's position is then past that record.
+            if let Some(position) = self
+                .positions
+                .get_mut(&(element.topic().to_owned(), element.partition()))
+                && next > *position
+            {
+                *position = next;
+                stepped = true;
+            }
+        }
+        if stepped && self.offsets_ahead() {
+            // A transaction of its own when idle: the offsets alone are committed.
+            self.ensure_transaction()?;
+        }
+        Ok(())
+    }
+
+    /// True when some position is not committed yet.
+    fn offsets_ahead(&self) -> bool {
+        self.positions
+            .iter()
+            .any(|(key, next)| self.committed.get(key).copied().flatten() != Some(*next))
     }
 
     /// Seeks the consumer back to the committed offsets.
@@ -1414,13 +1469,22 @@ impl<P: Processor> ConsumerContext for RebalanceHandler<P> {
         match rebalance {
             Rebalance::Assign(assigned) => {
                 tracing::info!(partitions = assigned.count(), "partitions assigned");
+                self.metrics
+                    .rebalances
+                    .get_or_create(&KindLabels { kind: "assign" })
+                    .inc();
                 let mut core = lock(&self.core);
                 if let Err(err) = core.acquire(consumer, assigned) {
+                    self.metrics.restore_failures.inc();
                     *lock(&self.failure) = Some(err);
                 }
             }
             Rebalance::Revoke(revoked) => {
                 tracing::info!(partitions = revoked.count(), "partitions revoked");
+                self.metrics
+                    .rebalances
+                    .get_or_create(&KindLabels { kind: "revoke" })
+                    .inc();
             }
             Rebalance::Error(err) => tracing::error!(%err, "rebalance error"),
         }

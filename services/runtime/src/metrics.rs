@@ -36,6 +36,11 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClassLabels {
     pub class: &'static str,
 }
@@ -64,6 +69,11 @@ pub struct RuntimeMetrics {
     pub restore_seconds: Histogram,
     pub restored_records: Counter,
     pub paused: Gauge,
+    pub rebalances: Family<KindLabels, Counter>,
+    pub redis_write_errors: Counter,
+    pub checkpoint_last_success: Gauge<f64, AtomicU64>,
+    pub checkpoint_interval_seconds: Gauge<f64, AtomicU64>,
+    pub restore_failures: Counter,
 }
 
 impl RuntimeMetrics {
@@ -94,6 +104,11 @@ impl RuntimeMetrics {
             restore_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             restored_records: Counter::default(),
             paused: Gauge::default(),
+            rebalances: Family::default(),
+            redis_write_errors: Counter::default(),
+            checkpoint_last_success: Gauge::default(),
+            checkpoint_interval_seconds: Gauge::default(),
+            restore_failures: Counter::default(),
         };
         let r = registry;
         r.register(
@@ -211,6 +226,41 @@ impl RuntimeMetrics {
             "1 while input is paused: backpressure, or held after a failed transaction",
             metrics.paused.clone(),
         );
+        r.register(
+            "rebalances",
+            "Consumer-group rebalances this replica took part in, by kind: assign, revoke",
+            metrics.rebalances.clone(),
+        );
+        r.register(
+            "redis_write_errors",
+            "Transactions failed by a Redis feature-store write",
+            metrics.redis_write_errors.clone(),
+        );
+        r.register(
+            "checkpoint_last_success_timestamp_seconds",
+            "Unix time of this replica's newest completed checkpoint",
+            metrics.checkpoint_last_success.clone(),
+        );
+        r.register(
+            "checkpoint_interval_seconds",
+            "The configured checkpoint interval",
+            metrics.checkpoint_interval_seconds.clone(),
+        );
+        r.register(
+            "restore_failures",
+            "Partition state restores that failed (the replica stops and restarts)",
+            metrics.restore_failures.clone(),
+        );
         metrics
+    }
+}
+
+impl RuntimeMetrics {
+    /// A checkpoint completed now (alerts compare its age with the interval).
+    pub fn checkpoint_completed(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.checkpoint_last_success.set(now);
     }
 }

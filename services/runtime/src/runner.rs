@@ -325,6 +325,8 @@ fn process<P: Processor>(
         // Idleness is measured in seconds; checking it per record would only cost time.
         if last_idle_check.elapsed() >= IDLE_CHECK_INTERVAL {
             core.advance_idle()?;
+            // Caught up: the markers after the last records are committed over too.
+            core.step_over_markers(consumer)?;
             last_idle_check = Instant::now();
         }
         // Kafka's commit runs on a thread while records are processed into the next
@@ -333,6 +335,7 @@ fn process<P: Processor>(
             let wait = core.commit_backlogged();
             core.finish_commit(wait)?;
         } else if core.commit_due() {
+            core.step_over_markers(consumer)?;
             let group = consumer.group_metadata();
             core.start_commit(group.as_ref())?;
         }
