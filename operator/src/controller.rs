@@ -7,6 +7,7 @@ use crate::builders::{
 };
 use crate::crd::{OnDelete, Phase, StreamJob, StreamJobStatus};
 use crate::kafka::KafkaInspector;
+use crate::lag::{LagMonitor, LagTarget};
 use crate::metrics::Metrics;
 use crate::rollout::{self, Revisions};
 use crate::status::{self, Observed};
@@ -101,6 +102,8 @@ pub struct Context {
     pub client: Client,
     pub defaults: Defaults,
     pub kafka: KafkaInspector,
+    /// Every job's consumer lag, read from the broker in the background (run by `main`).
+    pub lag: Arc<LagMonitor>,
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub caches: Caches,
@@ -127,6 +130,7 @@ impl Context {
         Self {
             client,
             defaults,
+            lag: Arc::new(LagMonitor::new(kafka.clone(), metrics.jobs.clone())),
             kafka,
             reporter,
             metrics,
@@ -379,7 +383,14 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     observed.current_replicas = workload.replicas;
     observed.ready_replicas = workload.ready_replicas;
     observed.rolled_out = workload.rolled_out;
-    if job.spec.processor.is_stateful() && !job.spec.suspend {
+    ctx.metrics.jobs.set_replicas(
+        &job.namespace().unwrap_or_default(),
+        &job.name_any(),
+        workload.spec_replicas,
+        workload.ready_replicas,
+    );
+    // Measured while suspended too: the lag a stopped job builds up is what it will face.
+    if job.spec.processor.is_stateful() {
         observed.consumer_lag = lag(job, ctx);
     }
     let phase = report(job, ctx, &observed).await?;
@@ -519,8 +530,14 @@ async fn partitions(job: &StreamJob, ctx: &Context) -> Result<i32, String> {
 
 fn lag(job: &StreamJob, ctx: &Context) -> Option<i64> {
     let bootstrap = job.spec.kafka.bootstrap_servers.as_deref()?;
-    ctx.kafka
-        .lag_snapshot(bootstrap, &consumer_group(job), &input_topics(job))
+    ctx.lag
+        .observe(LagTarget {
+            namespace: job.namespace().unwrap_or_default(),
+            name: job.name_any(),
+            bootstrap: bootstrap.to_owned(),
+            group: consumer_group(job),
+            topics: input_topics(job),
+        })
         .or_else(|| job.status.as_ref().and_then(|s| s.consumer_lag))
 }
 
@@ -738,6 +755,10 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     ctx.remember_applied(&key(job), None);
     ctx.remember_autoscaler(&key(job), false);
     let namespace = job.namespace().unwrap_or_default();
+    ctx.lag.forget(&namespace, &job.name_any());
+    ctx.metrics
+        .jobs
+        .remove_replicas(&namespace, &job.name_any());
     if job.spec.processor.is_stateful() && job.spec.checkpoint.on_delete == OnDelete::Delete {
         // StatefulSet volume claims are not owned by the job; delete them explicitly rather
         // than rely on the StatefulSet's retention policy alone.

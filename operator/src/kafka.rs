@@ -3,14 +3,15 @@
 //!
 //! librdkafka calls block, so they run on the blocking pool, each with a timeout, at most a
 //! few at once (every query opens a short-lived client: one per consumer group would keep
-//! threads and buffers alive for every job the operator manages).
+//! threads and buffers alive for every job the operator manages). The clients read
+//! `read_committed`, so a partition's end is its last stable offset.
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +27,15 @@ pub enum KafkaError {
     Join(String),
 }
 
-/// Lag is reported in status, not acted upon (the HPA reads its own metric), so an answer
-/// this old is good enough, and a fleet of jobs costs one broker query per group per interval.
-const LAG_TTL: Duration = Duration::from_secs(15);
-
-type LagCache = Arc<Mutex<HashMap<(String, String), (Instant, i64)>>>;
-type Refreshing = Arc<Mutex<HashSet<(String, String)>>>;
+/// One input partition's lag (see [`crate::lag`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset; `None` when it has committed none.
+    pub committed: Option<i64>,
+    pub lag: i64,
+}
 
 /// Queries the broker, or (for tests and air-gapped clusters) answers from fixed values.
 #[derive(Clone)]
@@ -39,9 +43,6 @@ pub enum KafkaInspector {
     Broker {
         timeout: Duration,
         permits: Arc<Semaphore>,
-        lag_cache: LagCache,
-        /// Groups whose lag is being fetched in the background.
-        refreshing: Refreshing,
     },
     Fixed {
         partitions: BTreeMap<String, i32>,
@@ -54,8 +55,6 @@ impl KafkaInspector {
         Self::Broker {
             timeout,
             permits: Arc::new(Semaphore::new(4)),
-            lag_cache: LagCache::default(),
-            refreshing: Refreshing::default(),
         }
     }
 
@@ -92,99 +91,40 @@ impl KafkaInspector {
         }
     }
 
-    /// The last known lag of `group`, without waiting for the broker: a stale or missing value
-    /// is fetched in the background, so a reconciliation never queues behind broker queries
-    /// (with hundreds of jobs, that queue would hold every status update back).
-    pub fn lag_snapshot(&self, bootstrap: &str, group: &str, topics: &[String]) -> Option<i64> {
-        match self {
-            Self::Fixed { lag, .. } => *lag,
-            Self::Broker {
-                lag_cache,
-                refreshing,
-                ..
-            } => {
-                let key = (bootstrap.to_owned(), group.to_owned());
-                let cached = lag_cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&key)
-                    .copied();
-                let stale = cached.is_none_or(|(at, _)| at.elapsed() >= LAG_TTL);
-                let start = stale
-                    && refreshing
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key.clone());
-                if start {
-                    let inspector = self.clone();
-                    let refreshing = refreshing.clone();
-                    let topics = topics.to_vec();
-                    tokio::spawn(async move {
-                        if let Err(err) = inspector.lag(&key.0, &key.1, &topics).await {
-                            tracing::debug!(group = %key.1, %err, "consumer lag unavailable");
-                        }
-                        refreshing
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&key);
-                    });
-                }
-                cached.map(|(_, lag)| lag)
-            }
-        }
-    }
-
-    /// Records between the group's committed offsets and the end of `topics`, summed. A
-    /// partition with no committed offset counts from its start.
-    pub async fn lag(
+    /// The lag of `group` on every partition of `topics`. A partition with no committed
+    /// offset counts from its start.
+    pub async fn partition_lags(
         &self,
         bootstrap: &str,
         group: &str,
         topics: &[String],
-    ) -> Result<i64, KafkaError> {
+    ) -> Result<Vec<PartitionLag>, KafkaError> {
         match self {
-            Self::Fixed { lag, .. } => Ok(lag.unwrap_or(0)),
-            Self::Broker {
-                timeout,
-                permits,
-                lag_cache,
-                ..
-            } => {
-                let key = (bootstrap.to_owned(), group.to_owned());
-                let fresh = |cache: &LagCache| {
-                    let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-                    cache
-                        .get(&key)
-                        .filter(|(at, _)| at.elapsed() < LAG_TTL)
-                        .map(|(_, lag)| *lag)
-                };
-                if let Some(lag) = fresh(lag_cache) {
-                    return Ok(lag);
-                }
+            Self::Fixed { lag, .. } => Ok(lag
+                .iter()
+                .map(|lag| PartitionLag {
+                    topic: topics.first().cloned().unwrap_or_default(),
+                    partition: 0,
+                    committed: None,
+                    lag: *lag,
+                })
+                .collect()),
+            Self::Broker { timeout, permits } => {
                 let _permit = permits
                     .acquire()
                     .await
                     .map_err(|e| KafkaError::Join(e.to_string()))?;
-                // Another reconciliation may have refreshed it while this one waited.
-                if let Some(lag) = fresh(lag_cache) {
-                    return Ok(lag);
-                }
                 let (bootstrap, group, topics, timeout) = (
                     bootstrap.to_owned(),
                     group.to_owned(),
                     topics.to_vec(),
                     *timeout,
                 );
-                let lag = tokio::task::spawn_blocking(move || {
+                tokio::task::spawn_blocking(move || {
                     lag_blocking(&bootstrap, &group, &topics, timeout)
                 })
                 .await
-                .map_err(|e| KafkaError::Join(e.to_string()))??;
-                lag_cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (Instant::now(), lag));
-                Ok(lag)
+                .map_err(|e| KafkaError::Join(e.to_string()))?
             }
         }
     }
@@ -196,6 +136,8 @@ fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("client.id", "trendstream-operator")
+        // End offsets are last stable offsets: what a read_committed consumer can read.
+        .set("isolation.level", "read_committed")
         .set("log_level", "3")
         .create()
         .map_err(|source| KafkaError::Client {
@@ -249,7 +191,7 @@ fn lag_blocking(
     group: &str,
     topics: &[String],
     timeout: Duration,
-) -> Result<i64, KafkaError> {
+) -> Result<Vec<PartitionLag>, KafkaError> {
     let client_error = |source| KafkaError::Client {
         bootstrap: bootstrap.to_owned(),
         source,
@@ -264,16 +206,22 @@ fn lag_blocking(
     let committed = consumer
         .committed_offsets(list, timeout)
         .map_err(client_error)?;
-    let mut lag = 0i64;
+    let mut lags = Vec::new();
     for element in committed.elements() {
-        let (low, high) = consumer
+        let (low, end) = consumer
             .fetch_watermarks(element.topic(), element.partition(), timeout)
             .map_err(client_error)?;
-        let position = match element.offset() {
-            Offset::Offset(offset) => offset.max(low),
-            _ => low,
+        let committed = match element.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
         };
-        lag += (high - position).max(0);
+        let position = committed.map_or(low, |offset| offset.max(low));
+        lags.push(PartitionLag {
+            topic: element.topic().to_owned(),
+            partition: element.partition(),
+            committed,
+            lag: (end - position).max(0),
+        });
     }
-    Ok(lag)
+    Ok(lags)
 }

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod crd;
 pub use trendstream_service::duration;
 pub mod kafka;
+pub mod lag;
 pub mod metrics;
 pub mod parallelism;
 pub mod rollback;

@@ -44,6 +44,9 @@ struct Config {
     /// Timeout of one Kafka metadata or offset query, in seconds.
     #[arg(long, env = "KAFKA_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
     kafka_timeout_seconds: u64,
+    /// How often every job's consumer lag is read from the broker, in seconds.
+    #[arg(long, env = "LAG_INTERVAL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lag_interval_seconds: u64,
     /// StreamJobs reconciled at once.
     #[arg(long, env = "RECONCILE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -139,7 +142,12 @@ async fn main() -> anyhow::Result<()> {
     let kafka = KafkaInspector::broker(Duration::from_secs(config.kafka_timeout_seconds));
     let make_context = {
         let client = client.clone();
-        move |caches| Context::new(client, defaults, kafka, reporter, metrics, caches)
+        let lag_interval = Duration::from_secs(config.lag_interval_seconds);
+        move |caches| {
+            let ctx = Context::new(client, defaults, kafka, reporter, metrics, caches);
+            tokio::spawn(ctx.lag.clone().run(lag_interval));
+            ctx
+        }
     };
     runner::run(
         client,
