@@ -60,3 +60,58 @@ pub async fn query_until(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Registers every pod of `namespace` matching `selector` that asks to be scraped (the
+/// `prometheus.io/scrape`, `port` and `path` annotations), labelled as the usual
+/// `kubernetes-pods` job labels them: `namespace`, `pod`, and each pod label with its name's
+/// other characters as `_`. Pods are listed through the API server now (Debian's Prometheus
+/// has no Kubernetes discovery); the targets go when the returned values are dropped.
+pub async fn scrape_pods(
+    targets_dir: &str,
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+) -> anyhow::Result<Vec<Target>> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams};
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(selector))
+        .await?;
+    let mut targets = Vec::new();
+    for pod in pods.items {
+        let meta = &pod.metadata;
+        let annotation = |key: &str| {
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(&format!("prometheus.io/{key}")))
+                .cloned()
+        };
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let (Some("true"), Some(port), Some(ip)) =
+            (annotation("scrape").as_deref(), annotation("port"), ip)
+        else {
+            continue;
+        };
+        let name = meta.name.clone().unwrap_or_default();
+        let mut labels = serde_json::Map::new();
+        for (key, value) in meta.labels.iter().flatten() {
+            let key: String = key
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            labels.insert(key, value.clone().into());
+        }
+        labels.insert("namespace".into(), namespace.into());
+        labels.insert("pod".into(), name.clone().into());
+        if let Some(path) = annotation("path") {
+            labels.insert("__metrics_path__".into(), path.into());
+        }
+        targets.push(Target::register(
+            targets_dir,
+            &format!("pod-{namespace}-{name}"),
+            &format!("{ip}:{port}"),
+            labels.into(),
+        )?);
+    }
+    Ok(targets)
+}

@@ -549,8 +549,46 @@ fn the_lag_metric_is_the_one_the_operators_hpas_ask_for() -> anyhow::Result<()> 
         jobs.contains(&format!("as: {metric}")),
         "prometheus-adapter serves {metric}:\n{jobs}"
     );
-    // What the rule aggregates is the runtime's per-partition gauge.
-    assert!(jobs.contains("trendstream_consumer_lag{"), "{jobs}");
+    // What the rule aggregates: the operator's per-partition lag from the broker, or with
+    // lagMetric.source=pods the runtime's per-partition gauge.
+    assert!(jobs.contains("(trendstream_job_lag)"), "{jobs}");
+    let pods = tools.render(
+        "trendstream-jobs",
+        "trendstream",
+        &[],
+        &["lagMetric.source=pods".to_owned()],
+    )?;
+    assert!(pods.contains("trendstream_consumer_lag{"), "{pods}");
+    Ok(())
+}
+
+/// deploy/prometheus/trendstream-rules.yaml is the chart's PrometheusRule as rendered with its
+/// defaults, and promtool accepts it and passes every alert's unit tests.
+#[test]
+fn the_alert_rules_match_the_chart_and_pass_promtool() -> anyhow::Result<()> {
+    let tools = Tools::load()?;
+    let mut render = Command::new(repo().join("deploy/prometheus/render"));
+    render
+        .arg("--check")
+        .env("HELM", tools.path("HELM")?)
+        .current_dir(repo());
+    run(render)?;
+    let promtool = tools.path("PROMTOOL")?;
+    let mut check = Command::new(&promtool);
+    check
+        .args(["check", "rules", "deploy/prometheus/trendstream-rules.yaml"])
+        .current_dir(repo());
+    println!("{}", run(check)?);
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(repo().join("deploy/prometheus/tests"))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    tests.sort();
+    anyhow::ensure!(!tests.is_empty(), "no promtool tests");
+    let mut test = Command::new(&promtool);
+    test.args(["test", "rules"])
+        .args(&tests)
+        .current_dir(repo());
+    println!("{}", run(test)?);
     Ok(())
 }
 

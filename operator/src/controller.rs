@@ -383,10 +383,12 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     observed.current_replicas = workload.replicas;
     observed.ready_replicas = workload.ready_replicas;
     observed.rolled_out = workload.rolled_out;
+    // What the operator wants, not what the workload says: a StatefulSet scaled down by
+    // someone else still counts its missing replicas as unavailable.
     ctx.metrics.jobs.set_replicas(
-        &job.namespace().unwrap_or_default(),
-        &job.name_any(),
-        workload.spec_replicas,
+        &namespace,
+        &name,
+        desired.plan.replicas,
         workload.ready_replicas,
     );
     // Measured while suspended too: the lag a stopped job builds up is what it will face.

@@ -37,3 +37,12 @@ merged over it. Argument: (list $ $name $job). */ -}}
 {{- end -}}
 {{- toYaml (mergeOverwrite $spec (deepCopy (default dict $job.spec))) -}}
 {{- end -}}
+
+{{- /* The labels of one alert: its severity and the chart-wide extra labels. Argument:
+(list .Values.alerts $severity). */ -}}
+{{- define "trendstream-jobs.alertLabels" -}}
+severity: {{ index . 1 | quote }}
+{{- with (index . 0).labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

@@ -218,12 +218,18 @@ def start_prometheus(ctx: dict):
     home = paths.STATE / "prometheus"
     targets = home / "targets"
     targets.mkdir(parents=True)
+    rules = home / "rules"
+    rules.mkdir()
     # Tests add scrape targets at run time by writing <name>.json into the targets directory
-    # (file service discovery, re-read every second); scrapes run every second.
+    # (file service discovery, re-read every second), and rule files into the rules directory
+    # (then POST /-/reload); scrapes and rule evaluations run every second. Debian's Prometheus
+    # is built without Kubernetes service discovery: tests that scrape pods list them through
+    # the API server and write their targets (trendstream_e2e::prometheus).
     (home / "prometheus.yml").write_text(f"""\
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files: ["{rules}/*.yaml"]
 scrape_configs:
   - job_name: prometheus
     static_configs:
@@ -239,7 +245,7 @@ scrape_configs:
         "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
     ])
     url = f"http://127.0.0.1:{port}"
-    env = {"PROMETHEUS_URL": url, "PROMETHEUS_TARGETS_DIR": str(targets),
+    env = {"PROMETHEUS_URL": url, "PROMETHEUS_TARGETS_DIR": str(targets), "PROMETHEUS_RULES_DIR": str(rules),
            "PROMTOOL": shutil.which("promtool") or "promtool"}
     return env, lambda: procs.wait_until(entry, "ready", lambda: http_ok(f"{url}/-/ready"), 60)
 

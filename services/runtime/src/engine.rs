@@ -945,6 +945,7 @@ impl<P: Processor> Core<P> {
         self.metrics
             .commit_seconds
             .observe(inflight.started.elapsed().as_secs_f64());
+        self.metrics.committed();
         self.after_commit(&inflight.positions)?;
         Ok(Ok(()))
     }

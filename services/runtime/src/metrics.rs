@@ -72,6 +72,7 @@ pub struct RuntimeMetrics {
     pub rebalances: Family<KindLabels, Counter>,
     pub redis_write_errors: Counter,
     pub checkpoint_last_success: Gauge<f64, AtomicU64>,
+    pub last_commit: Gauge<f64, AtomicU64>,
     pub checkpoint_interval_seconds: Gauge<f64, AtomicU64>,
     pub restore_failures: Counter,
 }
@@ -107,6 +108,7 @@ impl RuntimeMetrics {
             rebalances: Family::default(),
             redis_write_errors: Counter::default(),
             checkpoint_last_success: Gauge::default(),
+            last_commit: Gauge::default(),
             checkpoint_interval_seconds: Gauge::default(),
             restore_failures: Counter::default(),
         };
@@ -238,8 +240,13 @@ impl RuntimeMetrics {
         );
         r.register(
             "checkpoint_last_success_timestamp_seconds",
-            "Unix time of this replica's newest completed checkpoint",
+            "Unix time of this replica's newest completed checkpoint (its start before the first)",
             metrics.checkpoint_last_success.clone(),
+        );
+        r.register(
+            "last_commit_timestamp_seconds",
+            "Unix time of this replica's newest committed transaction",
+            metrics.last_commit.clone(),
         );
         r.register(
             "checkpoint_interval_seconds",
@@ -251,16 +258,26 @@ impl RuntimeMetrics {
             "Partition state restores that failed (the replica stops and restarts)",
             metrics.restore_failures.clone(),
         );
+        // A replica that never completes a checkpoint shows its age from the start.
+        metrics.checkpoint_completed();
         metrics
     }
 }
 
 impl RuntimeMetrics {
-    /// A checkpoint completed now (alerts compare its age with the interval).
+    /// A checkpoint completed now (alerts compare it with the newest commit).
     pub fn checkpoint_completed(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.checkpoint_last_success.set(now);
+        self.checkpoint_last_success.set(unix_now());
     }
+
+    /// A transaction committed now.
+    pub fn committed(&self) {
+        self.last_commit.set(unix_now());
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
