@@ -135,7 +135,7 @@ impl RuntimeMetrics {
         );
         r.register(
             "consumer_lag",
-            "Records behind the partition's high watermark",
+            "Records a read_committed consumer could still read: last stable offset minus position",
             metrics.consumer_lag.clone(),
         );
         r.register(
