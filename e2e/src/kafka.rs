@@ -9,6 +9,36 @@ use std::time::Duration;
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many partitions `topic` has (0 when it does not exist).
+pub fn partition_count(bootstrap: &str, topic: &str) -> anyhow::Result<i32> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let metadata = client.fetch_metadata(Some(topic), TIMEOUT)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| {
+            i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)
+        }))
+}
+
+/// Records whose partition is not murmur2 of their key (Kafka's Java default partitioner), as
+/// "partition p, key k".
+pub fn misplaced(records: &[Incoming], partitions: i32) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let key = r.key.as_deref()?;
+            let want = trendstream_events::partitioning::partition_for(key.as_bytes(), partitions);
+            (r.partition != want)
+                .then(|| format!("partition {}, key {key} (want {want})", r.partition))
+        })
+        .collect()
+}
+
 /// Creates `topic` with `partitions` partitions; an existing topic is fine.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
     create_topic_with(bootstrap, topic, partitions, &[]).await

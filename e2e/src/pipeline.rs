@@ -3,7 +3,7 @@
 //! late topics and Redis prefix (all named after its group), however the processors run (local
 //! processes in `tests/pipeline.rs`, the operator's pods in `tests/fleet.rs`).
 
-use crate::kafka::{Incoming, read_committed};
+use crate::kafka::{Incoming, misplaced, partition_count, read_committed};
 use crate::oracle::{fraud, revenue, sessions};
 use crate::process::{Running, workspace_binary};
 use crate::redis::dump;
@@ -214,6 +214,24 @@ async fn read(
     .await?
 }
 
+/// The runtime's keyed outputs are where a Java producer would put them (murmur2 of the key).
+fn assert_keyed_like_java(
+    bootstrap: &str,
+    topic: &str,
+    records: &[Incoming],
+) -> anyhow::Result<()> {
+    let partitions = partition_count(bootstrap, topic)?;
+    let misplaced = misplaced(records, partitions);
+    anyhow::ensure!(
+        misplaced.is_empty() && records.iter().any(|r| r.key.is_some()),
+        "{topic}: {} of {} keyed records not on murmur2(key) % {partitions}, e.g. {:?}",
+        misplaced.len(),
+        records.len(),
+        misplaced.first()
+    );
+    Ok(())
+}
+
 /// The committed outputs of the three processors equal the oracles' (waiting up to `deadline`
 /// for them to appear).
 pub async fn check_outputs(
@@ -240,6 +258,11 @@ pub async fn check_outputs(
         summaries == want.sessions.summaries,
         "session summaries differ from the oracle's"
     );
+    assert_keyed_like_java(
+        bootstrap,
+        &run.topic("session-aggregator", "out"),
+        &committed,
+    )?;
 
     let committed = read(
         bootstrap,
@@ -252,6 +275,7 @@ pub async fn check_outputs(
         .iter()
         .map(|r| serde_json::from_slice(r.value.as_deref().unwrap_or_default()))
         .collect::<Result<_, _>>()?;
+    assert_keyed_like_java(bootstrap, &run.topic("fraud-detector", "out"), &committed)?;
     alerts.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
     anyhow::ensure!(
         alerts == want.fraud.alerts,

@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use loadgen::murmur2::partition_for;
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 use trendstream_e2e::kafka::{Incoming, read_committed};
 use trendstream_e2e::process::{Running, free_port, workspace_binary};
 use trendstream_e2e::processor::Deployment;
 use trendstream_e2e::{TestEnv, unique_name};
+use trendstream_events::partitioning::partition_for;
 use trendstream_events::{
     FraudAlert, InventoryChange, InventoryChangeKind, OrderEvent, OrderStatus,
 };

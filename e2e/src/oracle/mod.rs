@@ -7,4 +7,4 @@ pub mod sessions;
 
 /// Kafka's default partitioner (murmur2 of the key), as loadgen computes it; hand-built test
 /// data uses it to place records where the producer would.
-pub use loadgen::murmur2::partition_for;
+pub use trendstream_events::partitioning::partition_for;

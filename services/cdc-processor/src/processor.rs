@@ -9,7 +9,7 @@
 //! every change is emitted when it is read (never "late"), exactly once by the runtime's
 //! transactions.
 
-use loadgen::murmur2::partition_for;
+use trendstream_events::partitioning::partition_for;
 use trendstream_runtime::{Context, ProcessError, Processor, Record};
 
 use crate::columns::DecodeSettings;

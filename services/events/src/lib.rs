@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod money;
 pub mod order;
 pub mod output;
+pub mod partitioning;
 pub mod time;
 pub mod validate;
 mod wire_enum;

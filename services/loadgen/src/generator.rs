@@ -22,12 +22,12 @@ use trendstream_events::{
     encode_order,
 };
 
-use crate::murmur2::partition_for;
 use crate::poison;
 use crate::record::{Partitions, PoisonKind, Record, RecordKind, Topic};
 use crate::rng::Rng;
 use crate::sim::{Body, FraudPattern, SimConfig, SimEvent, Simulation};
 use crate::summary::Counts;
+use trendstream_events::partitioning::partition_for;
 
 /// One day: how far past the last event the watermark records are.
 pub const WATERMARK_OFFSET_MS: i64 = 86_400_000;

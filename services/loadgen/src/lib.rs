@@ -10,7 +10,6 @@ pub mod config;
 pub mod events_file;
 pub mod generator;
 pub mod kafka;
-pub mod murmur2;
 pub mod poison;
 pub mod postgres;
 pub mod rate;

@@ -273,6 +273,9 @@ fn transactional_producer(
             options.transaction_timeout.as_millis().to_string(),
         )
         .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
+        // Keyed outputs land where a Java producer would put them (librdkafka's default is
+        // CRC32): consumers co-partitioned with other Kafka clients' topics rely on it.
+        .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "200000")
         .create_with_context(DeliveryTracker::new(changelogs.iter().cloned()))

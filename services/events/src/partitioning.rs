@@ -1,7 +1,8 @@
 //! Kafka's default partitioner for keyed records: `(murmur2(key) & 0x7fffffff) % partitions`,
 //! a port of `org.apache.kafka.common.utils.Utils.murmur2` (the Java client's, which librdkafka
-//! offers as `murmur2_random`). loadgen sets every record's partition with it explicitly, so the
-//! placement does not depend on which client's partitioner is configured.
+//! offers as `murmur2_random`). Every TrendStream producer places keyed records this way, as a
+//! Java producer would: loadgen and cdc-processor set the partition with it explicitly, the
+//! runtime's and pg-capture's producers configure librdkafka's `murmur2_random`.
 
 /// Kafka's murmur2 of `data`, as the Java client returns it (a signed 32-bit value).
 pub fn murmur2(data: &[u8]) -> i32 {
