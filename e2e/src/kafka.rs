@@ -9,20 +9,14 @@ use std::time::Duration;
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How many partitions `topic` has (0 when it does not exist).
+/// How many partitions `topic` has (0 when it does not exist), as the runtime counts them.
 pub fn partition_count(bootstrap: &str, topic: &str) -> anyhow::Result<i32> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let client: BaseConsumer = ClientConfig::new()
+    let client: rdkafka::consumer::BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
-    let metadata = client.fetch_metadata(Some(topic), TIMEOUT)?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| {
-            i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)
-        }))
+    Ok(trendstream_runtime::changelog::partition_count(
+        &client, topic,
+    )?)
 }
 
 /// Records whose partition is not murmur2 of their key (Kafka's Java default partitioner), as
