@@ -86,7 +86,8 @@ transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
     format_log = paths.LOGS / "kafka-format.log"
     paths.LOGS.mkdir(parents=True, exist_ok=True)
     with open(format_log, "wb") as log:
-        result = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+        # One argument: a base64 id may begin with "-", which would read as an option.
+        result = subprocess.run(java + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                                         "-c", str(home / "server.properties")],
                                 stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
