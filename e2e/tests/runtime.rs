@@ -47,6 +47,9 @@ impl XorShift {
     }
 }
 
+/// 9999-12-31T23:59:59Z in ms.
+const YEAR_9999: i64 = 253_402_300_799_000;
+
 fn log_contains(path: &Path, needle: &str) -> bool {
     std::fs::read_to_string(path).is_ok_and(|log| log.contains(needle))
 }
@@ -132,7 +135,8 @@ async fn a_partition_moves_with_its_state_through_gcs() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn event_time_windows_lateness_and_idle_partitions() -> anyhow::Result<()> {
+async fn event_time_windows_lateness_idle_partitions_and_a_clock_gone_wrong() -> anyhow::Result<()>
+{
     let env = TestEnv::load()?;
     let job = counter_job(&env, "windows", 2)
         .await?
@@ -152,8 +156,10 @@ async fn event_time_windows_lateness_and_idle_partitions() -> anyhow::Result<()>
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     // Partition 0, in arrival order, with the watermark (max - 5 s - 1 ms) after each:
     let arrivals = [
-        at("a", 0, 1_000),  // wm -4001
-        at("a", 0, 3_000),  // wm -2001
+        at("a", 0, 1_000), // wm -4001
+        at("a", 0, 3_000), // wm -2001
+        // A producer's clock gone wrong: beyond MAX_FUTURE_SKEW, dead-lettered, wm unchanged.
+        at("a", 0, YEAR_9999),
         at("a", 0, 12_000), // wm 6999 (12 s belongs to [10 s, 20 s))
         at("a", 0, 2_000),  // out of order within the bound: counted in [0, 10 s)
         at("a", 0, 16_000), // wm 10999: [0, 10 s) fires with 3
@@ -185,6 +191,15 @@ async fn event_time_windows_lateness_and_idle_partitions() -> anyhow::Result<()>
             // Partition 1 went idle and followed partition 0's watermark, so its window closed.
             ("b".to_owned(), 0, 10_000, 1),
         ]
+    );
+    let dead = job.read(&job.dlq, 1, Duration::from_secs(30))?;
+    assert_eq!(dead.len(), 1, "exactly one dead letter: {dead:?}");
+    let headers: BTreeMap<_, _> = dead[0].headers.iter().cloned().collect();
+    assert!(
+        headers
+            .get("error")
+            .is_some_and(|e| e.contains("ahead of the wall clock, more than MAX_FUTURE_SKEW")),
+        "{headers:?}"
     );
     let late = job.read(&job.late, 1, Duration::from_secs(30))?;
     assert_eq!(late.len(), 1, "exactly one late record: {late:?}");

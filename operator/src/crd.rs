@@ -438,6 +438,12 @@ pub struct ProcessorConfig {
     #[serde(default = "default_allowed_lateness")]
     #[schemars(regex(pattern = duration::PATTERN))]
     pub allowed_lateness: String,
+    /// A record whose event time is further than this ahead of the wall clock goes to the
+    /// dead-letter topic instead of moving its partition's watermark (`MAX_FUTURE_SKEW`); the
+    /// runtime's 1h when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = duration::PATTERN))]
+    pub max_future_skew: Option<String>,
     /// A partition without records this long stops holding event time back (`IDLE_TIMEOUT`);
     /// the runtime's 30s when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -458,6 +464,7 @@ impl Default for ProcessorConfig {
             session_gap: default_session_gap(),
             max_out_of_orderness: default_out_of_orderness(),
             allowed_lateness: default_allowed_lateness(),
+            max_future_skew: None,
             idle_timeout: None,
             window_size: default_window_size(),
             fraud_rules: None,

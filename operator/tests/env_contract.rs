@@ -49,6 +49,7 @@ spec:
     maxOutOfOrderness: 5s
     allowedLateness: 1m
     idleTimeout: 2m
+    maxFutureSkew: 2h
     windowSize: 5m
     fraudRules: "rules: []"
   upgradeMode: {upgrade_mode}
@@ -119,6 +120,7 @@ fn the_new_fields_reach_the_processors_that_read_them() {
             "KAFKA_LATE_TOPIC",
             "GCS_ENDPOINT",
             "IDLE_TIMEOUT",
+            "MAX_FUTURE_SKEW",
             "UPGRADE_MODE",
         ] {
             assert!(

@@ -174,6 +174,7 @@ fn runtime_environment(job: &StreamJob, namespace: &str, name: &str) -> Vec<EnvV
     vars.extend(
         [
             optional("IDLE_TIMEOUT", spec.config.idle_timeout.as_ref()),
+            optional("MAX_FUTURE_SKEW", spec.config.max_future_skew.as_ref()),
             optional("KAFKA_DLQ_TOPIC", kafka.dlq_topic.as_ref()),
             optional("KAFKA_LATE_TOPIC", kafka.late_topic.as_ref()),
         ]

@@ -98,6 +98,12 @@ pub struct RuntimeOptions {
     #[arg(long, env = "ALLOWED_LATENESS", default_value = "0s", value_parser = parse_duration)]
     pub allowed_lateness: Duration,
 
+    /// A record whose event time is further than this ahead of the wall clock is dead-lettered
+    /// instead of processed: one clock gone wrong (a year 9999) would otherwise move its
+    /// partition's watermark past everything to come.
+    #[arg(long, env = "MAX_FUTURE_SKEW", default_value = "1h", value_parser = parse_duration)]
+    pub max_future_skew: Duration,
+
     /// A partition without records this long stops holding event time back.
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
@@ -263,6 +269,10 @@ impl RuntimeOptions {
         millis(self.allowed_lateness)
     }
 
+    pub fn max_future_skew_ms(&self) -> i64 {
+        millis(self.max_future_skew)
+    }
+
     /// The transactional id: stable per replica, so a restarted pod fences its previous life.
     pub fn transactional_id(&self) -> String {
         format!("{}-{}", self.consumer_group, self.instance_id)
@@ -325,6 +335,7 @@ mod tests {
         let options = parse(&[]).expect("valid");
         assert_eq!(options.input_topics, ["orders", "clicks"]);
         assert_eq!(options.max_out_of_orderness_ms(), 30_000);
+        assert_eq!(options.max_future_skew_ms(), 3_600_000);
         assert_eq!(options.commit_interval, Duration::from_millis(100));
         assert_eq!(options.dlq_topic("fraud-detector"), "dlq.fraud-detector");
         assert_eq!(options.changelog_topic("counts"), "g-counts-changelog");

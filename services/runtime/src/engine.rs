@@ -47,7 +47,7 @@ use crate::rejection::{
 };
 use crate::state::{PartitionState, StateError};
 use crate::upgrade::{self, PartitionStart};
-use crate::watermark::{PartitionActivity, idle_advances};
+use crate::watermark::{PartitionActivity, beyond_future_skew, idle_advances};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{
@@ -300,6 +300,13 @@ impl<'a> PhaseClock<'a> {
     }
 }
 
+/// The wall clock in ms since the epoch.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -338,6 +345,7 @@ pub struct Core<P: Processor> {
     liveness: Liveness,
     max_out_of_orderness: i64,
     allowed_lateness: i64,
+    max_future_skew: i64,
 }
 
 /// What the engine shares with the rest of the service.
@@ -380,6 +388,7 @@ impl<P: Processor> Core<P> {
         Self {
             max_out_of_orderness: options.max_out_of_orderness_ms(),
             allowed_lateness: options.allowed_lateness_ms(),
+            max_future_skew: options.max_future_skew_ms(),
             processor,
             dlq_topic,
             changelogs,
@@ -545,6 +554,13 @@ impl<P: Processor> Core<P> {
             Err(err) => Err(err),
             Ok(event) => {
                 let event_time = self.processor.event_time(&event);
+                if let Some(reason) = beyond_future_skew(event_time, now_ms(), self.max_future_skew)
+                {
+                    self.metrics.future_records.inc();
+                    return self
+                        .dead_letter(&record, &reason)
+                        .and_then(|()| self.processed(message, started));
+                }
                 state.begin_record();
                 let mut ctx = Context {
                     state: &mut *state,
@@ -577,8 +593,19 @@ impl<P: Processor> Core<P> {
             Err(err) => return Err(EngineError::Processor(err)),
         }
         self.fire_timers(partition)?;
-        self.positions
-            .insert((topic.to_owned(), partition), message.offset() + 1);
+        self.processed(message, started)
+    }
+
+    /// Books `message` as processed: the next commit stores the offset after it.
+    fn processed(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        started: Instant,
+    ) -> Result<(), EngineError> {
+        self.positions.insert(
+            (message.topic().to_owned(), message.partition()),
+            message.offset() + 1,
+        );
         self.uncommitted += 1;
         self.metrics
             .processing_seconds
@@ -651,9 +678,7 @@ impl<P: Processor> Core<P> {
     }
 
     fn source_headers(&self, record: &Record<'_>, error: &str) -> OwnedHeaders {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let now = now_ms();
         OwnedHeaders::new()
             .insert(Header {
                 key: "error",

@@ -50,6 +50,7 @@ pub struct RuntimeMetrics {
     pub records_out: Family<TopicLabels, Counter>,
     pub dlq_records: Counter,
     pub late_records: Counter,
+    pub future_records: Counter,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub processing_seconds: Histogram,
     pub watermark_delay_seconds: Family<TaskLabels, Gauge<f64, AtomicU64>>,
@@ -84,6 +85,7 @@ impl RuntimeMetrics {
             records_out: Family::default(),
             dlq_records: Counter::default(),
             late_records: Counter::default(),
+            future_records: Counter::default(),
             consumer_lag: Family::default(),
             processing_seconds: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
             watermark_delay_seconds: Family::default(),
@@ -132,6 +134,11 @@ impl RuntimeMetrics {
             "late_records",
             "Records sent to the late topic",
             metrics.late_records.clone(),
+        );
+        r.register(
+            "future_records",
+            "Records dead-lettered because their event time was further than MAX_FUTURE_SKEW ahead of the wall clock",
+            metrics.future_records.clone(),
         );
         r.register(
             "consumer_lag",

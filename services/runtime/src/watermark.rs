@@ -98,6 +98,31 @@ pub fn idle_advances(
         .collect()
 }
 
+/// Why a record with `event_time` must not reach its partition's clock: it is further than
+/// `max_skew` ahead of the wall clock `now` (all in ms since the epoch). Such a record would move
+/// the watermark past every record to come (a producer's clock gone wrong, a year 9999), so the
+/// runtime dead-letters it with this reason instead.
+pub fn beyond_future_skew(event_time: i64, now: i64, max_skew: i64) -> Option<String> {
+    let ahead = event_time.saturating_sub(now);
+    (ahead > max_skew).then(|| {
+        format!(
+            "event time {event_time} ms is {} ahead of the wall clock, more than MAX_FUTURE_SKEW \
+             ({}); it would move the partition's watermark past every record to come",
+            humanize_ms(ahead),
+            humanize_ms(max_skew)
+        )
+    })
+}
+
+fn humanize_ms(ms: i64) -> String {
+    match ms {
+        ms if ms >= 86_400_000 => format!("{:.1} days", ms as f64 / 86_400_000.0),
+        ms if ms >= 3_600_000 => format!("{:.1} h", ms as f64 / 3_600_000.0),
+        ms if ms >= 1_000 => format!("{:.1} s", ms as f64 / 1_000.0),
+        ms => format!("{ms} ms"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +214,20 @@ mod tests {
                 case.name
             );
         }
+    }
+
+    #[test]
+    fn records_far_ahead_of_the_wall_clock_are_refused() {
+        let now = 1_800_000_000_000;
+        let hour = 3_600_000;
+        assert_eq!(beyond_future_skew(now, now, hour), None);
+        assert_eq!(beyond_future_skew(now + hour, now, hour), None);
+        assert_eq!(beyond_future_skew(now - 10 * hour, now, hour), None);
+        let year_9999 = 253_402_300_799_000;
+        let reason = beyond_future_skew(year_9999, now, hour).expect("refused");
+        assert!(reason.contains("MAX_FUTURE_SKEW (1.0 h)"), "{reason}");
+        assert!(reason.contains("days ahead"), "{reason}");
+        assert!(beyond_future_skew(now + hour + 1, now, hour).is_some());
+        assert!(beyond_future_skew(i64::MAX, i64::MIN, hour).is_some());
     }
 }
