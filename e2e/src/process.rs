@@ -122,6 +122,37 @@ impl Running {
     }
 }
 
+impl Running {
+    /// The log's lines at ERROR level (ANSI colours removed): normal operation writes none, so
+    /// a test of a run without faults asserts this is empty.
+    pub fn error_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(strip_ansi)
+            .filter(|line| line.split_whitespace().nth(1) == Some("ERROR"))
+            .collect()
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte (a letter).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a child to take).
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -156,5 +187,17 @@ impl Running {
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ansi_colours_are_stripped() {
+        let line = "\u{1b}[2m2026-12-07T05:23:54.475113Z\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m \u{1b}[2mrdkafka::client\u{1b}[0m\u{1b}[2m:\u{1b}[0m librdkafka";
+        assert_eq!(
+            super::strip_ansi(line),
+            "2026-12-07T05:23:54.475113Z ERROR rdkafka::client: librdkafka"
+        );
     }
 }

@@ -124,3 +124,45 @@ async fn loadgen_traffic_with_a_replica_killed_matches_the_oracle() -> anyhow::R
     job.assert_outputs(&expected, None).await?;
     job.stop([replica0, replica1])
 }
+
+/// SIGTERM while a replica is far behind: it stops taking input, commits what it processed,
+/// checkpoints and leaves the group within the documented bound (docs/failures.md, "Shutdown"),
+/// well inside the pod's 60 s grace period; it logs no error, and the replica that takes over
+/// finishes with exactly the oracle's outputs.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_finishes_within_the_bound_and_loses_nothing() -> anyhow::Result<()> {
+    const BOUND: Duration = Duration::from_secs(20);
+    let env = TestEnv::load()?;
+    let bucket = trendstream_e2e::unique_name("sigterm");
+    trendstream_e2e::gcs::create_bucket(env.get("GCS_ENDPOINT")?, &bucket).await?;
+    // Checkpoints to GCS too: the final one is uploaded within the bound.
+    let job = SessionJob::new(&env, "sessions-sigterm")?
+        .with("GCS_BUCKET", &bucket)
+        .with("GCS_ENDPOINT", env.get("GCS_ENDPOINT")?)
+        .with("CHECKPOINT_INTERVAL", "1s");
+    job.create_loadgen_topics(PARTITIONS).await?;
+    // The backlog first, so the replica is lagging when the signal comes.
+    run_to_end(job.loadgen("--seed 5 --users 5000 --count 60000 --rate 0")?).await?;
+    let mut replica = job.start("replica-0").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let read = replica.metric("trendstream_records_in_total").await;
+    let signalled = std::time::Instant::now();
+    let clean = replica.process.terminate(Duration::from_secs(60))?;
+    let took = signalled.elapsed();
+    println!("SIGTERM after {read} of 60000+ records: exited in {took:?} (clean: {clean})");
+    assert!(clean, "clean exit; log {}", replica.process.log.display());
+    assert!(took < BOUND, "shutdown took {took:?}, bound {BOUND:?}");
+    assert!(
+        std::fs::read_to_string(&replica.process.log)?.contains("stopped cleanly"),
+        "committed, checkpointed and left the group; log {}",
+        replica.process.log.display()
+    );
+    let errors = replica.process.error_lines();
+    assert!(errors.is_empty(), "ERROR lines: {errors:#?}");
+
+    let replica = job.start("replica-0").await?;
+    job.assert_outputs(&job.oracle()?, None).await?;
+    let errors = replica.process.error_lines();
+    assert!(errors.is_empty(), "ERROR lines: {errors:#?}");
+    job.stop([replica])
+}

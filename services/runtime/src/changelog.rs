@@ -4,11 +4,12 @@ use crate::state::{PartitionState, StateError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
+use trendstream_service::kafka::QuietEof;
 
 const BATCH: usize = 1_000;
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -93,7 +94,10 @@ pub fn topic_partitions(bootstrap: &str, topic: &str) -> Result<usize, Changelog
 }
 
 /// The partition count of `topic`, from the broker.
-pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32, ChangelogError> {
+pub fn partition_count<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<i32, ChangelogError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .map_err(|source| ChangelogError::Kafka {
@@ -110,7 +114,10 @@ pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32, Chan
 }
 
 /// A consumer outside any group that reads committed records only.
-fn restore_consumer(bootstrap: &str, topics: &[String]) -> Result<BaseConsumer, ChangelogError> {
+fn restore_consumer(
+    bootstrap: &str,
+    topics: &[String],
+) -> Result<BaseConsumer<QuietEof>, ChangelogError> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "trendstream-restore")
@@ -118,7 +125,7 @@ fn restore_consumer(bootstrap: &str, topics: &[String]) -> Result<BaseConsumer, 
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(QuietEof)
         .map_err(|source| ChangelogError::Kafka {
             topic: topics.join(","),
             source,
@@ -218,7 +225,7 @@ pub fn replay(
 /// The low and high offsets of a changelog partition. A topic created a moment ago may have no
 /// leader yet, so leadership errors are retried for a while before they count.
 fn watermarks(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<QuietEof>,
     topic: &str,
     partition: i32,
 ) -> Result<(i64, i64), KafkaError> {

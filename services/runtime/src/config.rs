@@ -104,6 +104,13 @@ pub struct RuntimeOptions {
     #[arg(long, env = "MAX_FUTURE_SKEW", default_value = "1h", value_parser = parse_duration)]
     pub max_future_skew: Duration,
 
+    /// How long SIGTERM may take: the replica stops taking input, commits, checkpoints and
+    /// leaves its group within it, or exits anyway when it runs out (what was not committed is
+    /// replayed by the partitions' next owner). Keep it below the pod's termination grace
+    /// period (60 s in the pods the operator creates).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// A partition without records this long stops holding event time back.
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub idle_timeout: Duration,

@@ -27,7 +27,8 @@ use trendstream_service::ops::{self, Liveness, Readiness};
 
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
-const SHUTDOWN_UPLOAD_WAIT: Duration = Duration::from_secs(20);
+/// What the shutdown keeps back from the checkpoint uploads for leaving the group.
+const LEAVE_GROUP_RESERVE: Duration = Duration::from_secs(5);
 
 /// The body of a processor binary's `main`: validates the runtime options, stops there with
 /// `--check-config`, else runs `processor`; exit code 2 for a bad configuration, 1 for a failure.
@@ -97,10 +98,19 @@ pub fn run<P: Processor>(
     }
     {
         let stop = stop.clone();
+        let timeout = options.shutdown_timeout;
         tokio.spawn(async move {
             trendstream_service::signal::terminated().await;
-            tracing::info!("shutdown requested; finishing the batch");
+            tracing::info!(?timeout, "shutdown requested; finishing the batch");
             stop.store(true, Ordering::SeqCst);
+            // The bound, whatever holds the shutdown up (a commit, an upload, a long restore).
+            tokio::time::sleep(timeout).await;
+            tracing::warn!(
+                ?timeout,
+                "shutdown did not finish within SHUTDOWN_TIMEOUT; exiting now (what was not \
+                 committed is replayed by the partitions' next owner)"
+            );
+            std::process::exit(1);
         });
     }
 
@@ -248,7 +258,7 @@ pub fn run<P: Processor>(
     let _ = shutdown_tx.send(true);
     match result {
         Ok(()) => {
-            shutdown(&consumer, &core);
+            shutdown(&consumer, &core, Instant::now() + options.shutdown_timeout);
             tracing::info!("stopped cleanly");
             Ok(())
         }
@@ -378,7 +388,11 @@ fn process<P: Processor>(
 }
 
 /// SIGTERM: commit what was processed, checkpoint, and close the consumer.
-fn shutdown<P: Processor>(consumer: &BaseConsumer<RebalanceHandler<P>>, core: &Mutex<Core<P>>) {
+fn shutdown<P: Processor>(
+    consumer: &BaseConsumer<RebalanceHandler<P>>,
+    core: &Mutex<Core<P>>,
+    deadline: Instant,
+) {
     {
         let mut core = lock(core);
         let group = consumer.group_metadata();
@@ -388,7 +402,10 @@ fn shutdown<P: Processor>(consumer: &BaseConsumer<RebalanceHandler<P>>, core: &M
             Err(err) => tracing::error!(%err, "final commit failed; it will be replayed"),
         }
     }
-    lock(core).wait_for_uploads(SHUTDOWN_UPLOAD_WAIT);
+    let uploads = deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(LEAVE_GROUP_RESERVE);
+    lock(core).wait_for_uploads(uploads);
     consumer.unsubscribe();
 }
 

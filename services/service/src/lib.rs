@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod duration;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod metrics_text;
 pub mod ops;
 #[cfg(feature = "redis")]

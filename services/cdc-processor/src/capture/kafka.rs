@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+
+use trendstream_service::kafka::QuietEof;
 
 use super::envelope::KafkaRecord;
 use super::offsets::CaptureOffset;
@@ -120,20 +121,6 @@ impl Sink {
         }
     }
 }
-
-/// The offsets reader asks for end-of-partition events; librdkafka also reports them as
-/// "global errors", which the default context would log at ERROR level. They are expected.
-struct QuietEof;
-
-impl ClientContext for QuietEof {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::error!(%error, reason, "librdkafka error");
-        }
-    }
-}
-
-impl ConsumerContext for QuietEof {}
 
 /// The last committed offset of `slot`, read from the start of the offsets topic to its end.
 pub fn read_offset(
