@@ -153,6 +153,19 @@ impl Job {
         self.deployment.start(instance).await
     }
 
+    /// Starts replica `instance` with `overrides` on top of the job's settings.
+    pub async fn start_with(
+        &self,
+        instance: &str,
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<Replica> {
+        let mut deployment = self.deployment.clone();
+        for (key, value) in overrides {
+            deployment = deployment.with(key, *value);
+        }
+        deployment.start(instance).await
+    }
+
     /// `topic` as a read_committed consumer sees it, once quiet (see [`read_until_quiet`]).
     pub fn read(
         &self,

@@ -411,3 +411,81 @@ async fn topics_that_are_not_co_partitioned_are_refused_at_start() -> anyhow::Re
     }
     Ok(())
 }
+
+/// A zombie: replica-0 is paused (SIGSTOP) past its session timeout while it works, its
+/// partitions move to replica-1, which finishes the input; then replica-0 resumes with the
+/// records and Redis writes it had in hand. Its writes are fenced (the partitions' Redis
+/// fencing tokens are replica-1's now), so Redis and the outputs still equal the oracle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_replica_cannot_overwrite_redis_after_its_partitions_moved() -> anyhow::Result<()>
+{
+    let env = TestEnv::load()?;
+    let redis_url = env.get("REDIS_URL")?.to_owned();
+    let job = counter_job(&env, "zombie", 6)
+        .await?
+        .with("REDIS_URL", redis_url.clone())
+        .with("KAFKA_SESSION_TIMEOUT", "6s");
+    let (records, expected) = counted_records(&job.name, 40_000, 500);
+    // replica-0's first transaction spans the whole test: it is paused with Redis writes in
+    // hand and no commit in flight (whose pending offsets would hold replica-1 back until the
+    // broker aborts the transaction, a minute after it began).
+    let zombie = [
+        ("COMMIT_INTERVAL", "50s"),
+        ("COMMIT_MAX_RECORDS", "1000000"),
+    ];
+    let replica0 = job.start_with("replica-0", &zombie).await?;
+    produce_records(&job.bootstrap, &job.input, &records)?;
+    // replica-0 alone, mid-stream, with fetched records and Redis writes in hand.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while replica0.metric("trendstream_records_in_total").await < 5_000.0 {
+        anyhow::ensure!(Instant::now() < deadline, "replica-0 did not get going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    replica0.process.signal("STOP")?;
+    let paused = Instant::now();
+    println!("replica-0 paused");
+    let replica1 = job.start("replica-1").await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while replica1.metric("trendstream_assigned_partitions").await < 6.0 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "replica-1 never took every partition"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Resume once replica-1 wrote everything (the zombie committed nothing: replica-1 reads
+    // every record; its last commit is 100 ms after its last record), while the zombie's
+    // transaction is still open.
+    while replica1.metric("trendstream_records_in_total").await < records.len() as f64 {
+        anyhow::ensure!(
+            paused.elapsed() < Duration::from_secs(45),
+            "replica-1 did not catch up while the zombie's transaction was open"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_redis_counts(&redis_url, &expected).await?;
+    println!(
+        "resuming replica-0; replica-1 has read {} records",
+        replica1.metric("trendstream_records_in_total").await
+    );
+    replica0.process.signal("CONT")?;
+    // Time for the zombie to act on what it had in hand, learn of the rebalance and rejoin.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let log = std::fs::read_to_string(&replica0.process.log)?;
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("transaction failed") && l.contains("fenced"))
+        .count();
+    println!("replica-0's Redis writes refused as fenced: {refusals} times");
+    let output = job.read(&job.output, records.len(), Duration::from_secs(120))?;
+    assert_exact_counts(&output, &expected)?;
+    assert_redis_counts(&redis_url, &expected).await?;
+    assert!(
+        refusals > 0,
+        "the zombie had writes in hand; log {}",
+        replica0.process.log.display()
+    );
+    drop(replica1);
+    Ok(())
+}

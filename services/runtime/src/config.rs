@@ -280,6 +280,11 @@ impl RuntimeOptions {
         millis(self.max_future_skew)
     }
 
+    /// The prefix of the partitions' Redis fencing tokens (`<prefix>:<partition>`).
+    pub fn fence_prefix(&self) -> String {
+        format!("trendstream:fence:{}", self.consumer_group)
+    }
+
     /// The transactional id: stable per replica, so a restarted pod fences its previous life.
     pub fn transactional_id(&self) -> String {
         format!("{}-{}", self.consumer_group, self.instance_id)

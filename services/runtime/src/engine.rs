@@ -1327,6 +1327,7 @@ impl<P: Processor> Core<P> {
             );
             self.tasks.insert(partition, state);
         }
+        self.fence_redis_writes();
         self.metrics
             .assigned_partitions
             .set(self.tasks.len() as i64);
@@ -1386,12 +1387,23 @@ impl<P: Processor> Core<P> {
                 });
             }
         }
+        self.fence_redis_writes();
         self.metrics
             .assigned_partitions
             .set(self.tasks.len() as i64);
         if self.tasks.is_empty() {
             // Nothing left to replay: a failed transaction waits on nothing.
             self.liveness.done();
+        }
+    }
+
+    /// Tells the Redis writer which partitions the writes from now on belong to.
+    fn fence_redis_writes(&self) {
+        if let Some(redis) = &self.redis
+            && let Err(err) = redis.assign(self.tasks.keys().copied().collect())
+        {
+            // The next wait reports the writer gone, failing the transaction.
+            tracing::warn!(%err, "telling the Redis writer the owned partitions");
         }
     }
 

@@ -3,10 +3,19 @@
 //! Writes are applied before the Kafka transaction commits: if the replica dies in between, the
 //! input is replayed and the same writes are applied again, which leaves Redis unchanged
 //! (every write is keyed by user, window or alert id; see [`RedisWrite`]).
-
+//!
+//! A replica that lost its partitions without knowing it yet (paused past its session timeout,
+//! cut off from the broker) must not overwrite what the partitions' new owner wrote. Each
+//! owner of a partition takes a fencing token, `INCR <prefix>:<partition>`, before its first
+//! write; every batch is a `MULTI`/`EXEC` under `WATCH` of the tokens of the partitions the
+//! replica owns, applied only if they are all still its own. A newer owner's `INCR` makes the
+//! older one's batches fail (the transaction aborts, the zombie learns of the rebalance at
+//! its next poll); writes an old owner applied before the new owner took its token are
+//! rewritten by the new owner's replay from the committed offsets.
 use crate::processor::RedisWrite;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -21,6 +30,8 @@ pub struct RedisSink {
 
 enum Job {
     Apply(Vec<RedisWrite>),
+    /// The partitions the replica owns now (their writes are fenced by their tokens).
+    Assign(BTreeSet<i32>),
     /// Reports the first error since the previous barrier (or success).
     Barrier,
 }
@@ -35,7 +46,13 @@ pub struct RedisSinkError {
 impl RedisSink {
     /// Starts the writer thread; it connects on first use. Connecting, or applying one batch
     /// of writes, taking longer than `timeout` fails the writes (and so the transaction).
-    pub fn new(client: redis::Client, timeout: Duration) -> std::io::Result<Self> {
+    /// `fence_prefix` names the partitions' fencing tokens (`<fence_prefix>:<partition>`):
+    /// one per consumer group, as the partitions are the group's.
+    pub fn new(
+        client: redis::Client,
+        timeout: Duration,
+        fence_prefix: String,
+    ) -> std::io::Result<Self> {
         // For errors: the address, never the password.
         let url = client.get_connection_info().addr().to_string();
         let (jobs, inbox) = mpsc::channel();
@@ -48,7 +65,9 @@ impl RedisSink {
             .build()?;
         std::thread::Builder::new()
             .name("redis-writer".into())
-            .spawn(move || Writer::new(client, timeout).run(runtime, inbox, report))?;
+            .spawn(move || {
+                Writer::new(client, timeout, fence_prefix).run(runtime, inbox, report)
+            })?;
         Ok(Self { url, jobs, results })
     }
 
@@ -59,6 +78,14 @@ impl RedisSink {
         }
         self.jobs
             .send(Job::Apply(writes))
+            .map_err(|_| self.writer_gone())
+    }
+
+    /// Writes queued from now on belong to `partitions`: newly owned ones take a fresh fencing
+    /// token before their first write.
+    pub fn assign(&self, partitions: BTreeSet<i32>) -> Result<(), RedisSinkError> {
+        self.jobs
+            .send(Job::Assign(partitions))
             .map_err(|_| self.writer_gone())
     }
 
@@ -91,14 +118,21 @@ struct Writer {
     client: redis::Client,
     timeout: Duration,
     connection: Option<MultiplexedConnection>,
+    fence_prefix: String,
+    owned: BTreeSet<i32>,
+    /// The fencing token taken per owned partition (taken before its first write).
+    tokens: BTreeMap<i32, i64>,
 }
 
 impl Writer {
-    fn new(client: redis::Client, timeout: Duration) -> Self {
+    fn new(client: redis::Client, timeout: Duration, fence_prefix: String) -> Self {
         Self {
             client,
             timeout,
             connection: None,
+            fence_prefix,
+            owned: BTreeSet::new(),
+            tokens: BTreeMap::new(),
         }
     }
 
@@ -118,6 +152,10 @@ impl Writer {
                         self.connection = None;
                         failure = Some(err);
                     }
+                }
+                Job::Assign(partitions) => {
+                    self.tokens.retain(|p, _| partitions.contains(p));
+                    self.owned = partitions;
                 }
                 Job::Barrier => {
                     if report.send(failure.take().map_or(Ok(()), Err)).is_err() {
@@ -142,8 +180,65 @@ impl Writer {
                 self.connection.insert(connection)
             }
         };
-        pipeline(writes).query_async::<()>(connection).await
+        for &partition in &self.owned {
+            if !self.tokens.contains_key(&partition) {
+                let token: i64 = redis::cmd("INCR")
+                    .arg(fence_key(&self.fence_prefix, partition))
+                    .query_async(connection)
+                    .await?;
+                self.tokens.insert(partition, token);
+            }
+        }
+        if self.tokens.is_empty() {
+            return pipeline(writes).query_async::<()>(connection).await;
+        }
+        let keys: Vec<String> = self
+            .tokens
+            .keys()
+            .map(|&p| fence_key(&self.fence_prefix, p))
+            .collect();
+        let (current,): (Vec<Option<i64>>,) = redis::pipe()
+            .cmd("WATCH")
+            .arg(&keys)
+            .ignore()
+            .cmd("MGET")
+            .arg(&keys)
+            .query_async(connection)
+            .await?;
+        if let Some(reason) = stale_fence(&self.tokens, &current) {
+            redis::cmd("UNWATCH").query_async::<()>(connection).await?;
+            return Err(fenced(reason));
+        }
+        let applied: Option<()> = pipeline(writes).atomic().query_async(connection).await?;
+        applied
+            .ok_or_else(|| fenced("a fencing token changed while the writes were sent".to_owned()))
     }
+}
+
+/// The key of `partition`'s fencing token.
+fn fence_key(prefix: &str, partition: i32) -> String {
+    format!("{prefix}:{partition}")
+}
+
+/// Why writes with `tokens` (partition → the token this replica took) must not be applied,
+/// given the tokens Redis holds now (`current`, in the same order): another replica took one
+/// of the partitions since.
+fn stale_fence(tokens: &BTreeMap<i32, i64>, current: &[Option<i64>]) -> Option<String> {
+    tokens
+        .iter()
+        .zip(current.iter().copied().chain(std::iter::repeat(None)))
+        .find(|((_, token), now)| *now != Some(**token))
+        .map(|((partition, token), now)| {
+            format!(
+                "fenced: partition {partition} has another owner (fencing token {} in Redis, \
+                 this replica's is {token}); its writes are refused",
+                now.map_or_else(|| "missing".to_owned(), |n| n.to_string())
+            )
+        })
+}
+
+fn fenced(reason: String) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Client, "fenced", reason))
 }
 
 /// The pipeline for `writes` (pure; tested without a server).
@@ -161,6 +256,29 @@ pub fn pipeline(writes: &[RedisWrite]) -> redis::Pipeline {
 mod tests {
     use super::*;
     use trendstream_events::feature_store::WriteOp;
+
+    #[test]
+    fn writes_are_refused_once_another_replica_took_a_partition() {
+        let tokens = BTreeMap::from([(0, 3), (4, 7)]);
+        assert_eq!(stale_fence(&tokens, &[Some(3), Some(7)]), None);
+        let reason = stale_fence(&tokens, &[Some(3), Some(8)]).expect("fenced");
+        assert!(
+            reason.contains(
+                "partition 4 has another owner (fencing token 8 in Redis, this replica's is 7)"
+            ),
+            "{reason}"
+        );
+        let reason = stale_fence(&tokens, &[None, Some(7)]).expect("fenced");
+        assert!(
+            reason.contains("partition 0") && reason.contains("missing"),
+            "{reason}"
+        );
+        assert!(
+            stale_fence(&tokens, &[Some(3)]).is_some(),
+            "an answer too short"
+        );
+        assert_eq!(fence_key("trendstream:fence:g", 4), "trendstream:fence:g:4");
+    }
 
     #[test]
     fn pipeline_sends_each_command() {

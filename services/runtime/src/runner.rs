@@ -170,7 +170,8 @@ pub fn run<P: Processor>(
         .as_deref()
         .map(|url| {
             let client = options.redis_auth.client(url)?;
-            RedisSink::new(client, options.redis_timeout).context("starting the Redis writer")
+            RedisSink::new(client, options.redis_timeout, options.fence_prefix())
+                .context("starting the Redis writer")
         })
         .transpose()?;
     // The operator sets GCS_BUCKET="" when the job has no bucket.
