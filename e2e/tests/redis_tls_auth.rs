@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use trendstream_e2e::feature_api::{FeatureApi, apply, fixture_writes, fixtures, free_port};
 use trendstream_e2e::kafka::{Outgoing, create_topic, produce_records};
-use trendstream_e2e::process::Running;
+use trendstream_e2e::process::{Running, workspace_binary};
 use trendstream_e2e::processor::Deployment;
 use trendstream_e2e::{TestEnv, unique_name};
 use trendstream_events::feature_store::KeySpace;
 
 const PASSWORD: &str = "s3cret-from-a-secret";
+/// A password a user left in `REDIS_URL`.
+const URL_PASSWORD: &str = "url-s3cret";
 
 fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     let output = Command::new("openssl")
@@ -247,16 +249,34 @@ async fn a_processor_writes_to_redis_with_auth_and_tls() -> anyhow::Result<()> {
         })
         .collect();
     produce_records(&bootstrap, &input, &records)?;
-    let _replica = Deployment::new("trendstream-example-counter", &name)?
+    // A password in the URL as well (REDIS_PASSWORD replaces it): neither may reach a log
+    // line or `--help`.
+    let url_with_password =
+        redis
+            .url()
+            .replacen("rediss://", &format!("rediss://:{URL_PASSWORD}@"), 1);
+    let deployment = Deployment::new("trendstream-example-counter", &name)?
         .with("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .with("KAFKA_INPUT_TOPICS", &input)
         .with("KAFKA_OUTPUT_TOPIC", format!("{name}-out"))
         .with("KAFKA_DLQ_TOPIC", format!("{name}-dlq"))
-        .with("REDIS_URL", redis.url())
+        .with("REDIS_URL", &url_with_password)
         .with("REDIS_PASSWORD", PASSWORD)
-        .with("REDIS_CA_CERT_FILE", redis.ca.to_string_lossy())
-        .start("redis-tls-0")
-        .await?;
+        .with("REDIS_CA_CERT_FILE", redis.ca.to_string_lossy());
+    let help = Command::new(workspace_binary("trendstream-example-counter")?)
+        .arg("--help")
+        .env("REDIS_URL", &url_with_password)
+        .env("REDIS_PASSWORD", PASSWORD)
+        .output()?;
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("REDIS_URL"), "{help}");
+    let replica = deployment.start("redis-tls-0").await?;
+    let no_secrets = |what: &str, text: &str| {
+        for secret in [PASSWORD, URL_PASSWORD] {
+            assert!(!text.contains(secret), "{what} shows a password: {text}");
+        }
+    };
+    no_secrets("--help", &help);
 
     let mut connection = redis.connection().await?;
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -267,6 +287,9 @@ async fn a_processor_writes_to_redis_with_auth_and_tls() -> anyhow::Result<()> {
             .query_async(&mut connection)
             .await?;
         if values.iter().all(|v| v.as_deref() == Some("10")) {
+            let log = std::fs::read_to_string(&replica.process.log)?;
+            assert!(log.contains("configuration loaded"), "{log}");
+            no_secrets("the log", &log);
             return Ok(());
         }
         anyhow::ensure!(

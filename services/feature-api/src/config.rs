@@ -19,7 +19,13 @@ pub struct Config {
     pub common: CommonOptions,
 
     /// Redis URL of the feature store (redis://host:port/db).
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url)]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379",
+        value_parser = parse_redis_url
+    )]
     pub redis_url: String,
 
     #[command(flatten)]

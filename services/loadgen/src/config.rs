@@ -83,7 +83,7 @@ pub struct Config {
     #[arg(long, env = "LOADGEN_SUMMARY_FILE")]
     pub summary_file: Option<PathBuf>,
     /// Also write the orders into PostgreSQL (the tables of sql/ecommerce.sql), for CDC.
-    #[arg(long, env = "LOADGEN_POSTGRES_URL")]
+    #[arg(long, env = "LOADGEN_POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
     /// Where order events go: `kafka` (the orders topic), `postgres` (only the tables, so the
     /// orders topic is fed by cdc-processor) or `both`. `postgres` and `both` need --postgres-url.

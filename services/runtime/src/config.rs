@@ -124,7 +124,7 @@ pub struct RuntimeOptions {
     pub dlq_topic: Option<String>,
 
     /// Redis for idempotent sinks; none disables them.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     #[command(flatten)]

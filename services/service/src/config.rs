@@ -44,8 +44,45 @@ pub trait ServiceConfig: clap::Parser + std::fmt::Debug {
 pub fn load_config<C: ServiceConfig>(service: &str) -> C {
     let config = C::parse();
     config.common().init();
-    tracing::info!(service, ?config, "configuration loaded");
+    let config_text = redact_url_passwords(&format!("{config:?}"));
+    tracing::info!(service, config = config_text, "configuration loaded");
     config
+}
+
+/// `text` with the password of every URL in it (`scheme://user:password@host`) replaced by
+/// `***`: configurations hold URLs a user may have put a password in (`REDIS_URL`, `PG_URL`),
+/// and are logged at start. (Passwords given on their own are redacted by their types.)
+pub fn redact_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends where the path, the quoted string or the value does.
+        let end = after
+            .find(|c: char| {
+                matches!(c, '/' | '"' | '\'' | ',' | ')' | '}' | ']') || c.is_whitespace()
+            })
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Every environment variable a configuration reads: the `env` of each of its arguments,
@@ -72,6 +109,33 @@ mod tests {
         /// A flag only.
         #[arg(long)]
         flag_only: bool,
+    }
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        let cases = [
+            (
+                r#"Config { pg_url: "postgres://capture:pa:ss@db:5432/shop?sslmode=require", x: 1 }"#,
+                r#"Config { pg_url: "postgres://capture:***@db:5432/shop?sslmode=require", x: 1 }"#,
+            ),
+            (
+                r#"Some("rediss://:s3cret@10.0.0.5:6378")"#,
+                r#"Some("rediss://:***@10.0.0.5:6378")"#,
+            ),
+            (
+                r#"Some("redis://user@host:6379")"#,
+                r#"Some("redis://user@host:6379")"#,
+            ),
+            (
+                "http://10.88.0.1:4443, https://h/x",
+                "http://10.88.0.1:4443, https://h/x",
+            ),
+            ("no url at all", "no url at all"),
+            ("a://b:c@d and e://f:g@h", "a://b:***@d and e://f:***@h"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(redact_url_passwords(text), expected, "{text}");
+        }
     }
 
     #[test]

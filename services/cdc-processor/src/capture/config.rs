@@ -20,7 +20,7 @@ pub struct CaptureConfig {
     #[command(flatten)]
     pub common: CommonOptions,
     /// PostgreSQL connection URL (a role with REPLICATION, or the table owner).
-    #[arg(long, env = "PG_URL")]
+    #[arg(long, env = "PG_URL", hide_env_values = true)]
     pub postgres_url: String,
     /// Publication naming the captured tables.
     #[arg(
