@@ -599,23 +599,28 @@ async fn apply_children(
     ctx: &Context,
 ) -> Result<WorkloadState, Error> {
     let client = &ctx.client;
-    // The ServiceAccount first: the API server refuses pods whose account does not exist yet.
-    // Then the workload, so its pods start while the rest is applied, all at once.
+    // What the pods depend on first: the API server refuses pods whose account does not exist
+    // yet, then a pod rolled by a rules change must mount the new rules (the ConfigMap), and a
+    // StatefulSet's pods get their DNS names from its headless Service. Then the workload, so
+    // its pods start while the rest is applied, all at once.
+    let headless = match &desired.workload {
+        Workload::Stateful { headless, .. } => Some(headless.as_ref()),
+        Workload::Stateless(_) => None,
+    };
     apply_one(client, namespace, &desired.service_account).await?;
-    let (workload, headless) = match &desired.workload {
-        Workload::Stateful {
-            stateful_set,
-            headless,
-        } => (
-            WorkloadState::of_stateful_set(
-                &apply_one(client, namespace, stateful_set.as_ref()).await?,
-            ),
-            Some(headless.as_ref()),
+    futures::try_join!(apply_one(client, namespace, &desired.config_map), async {
+        match headless {
+            Some(service) => apply_one(client, namespace, service).await.map(drop),
+            None => Ok(()),
+        }
+    },)?;
+    let workload = match &desired.workload {
+        Workload::Stateful { stateful_set, .. } => WorkloadState::of_stateful_set(
+            &apply_one(client, namespace, stateful_set.as_ref()).await?,
         ),
-        Workload::Stateless(deployment) => (
-            WorkloadState::of_deployment(&apply_one(client, namespace, deployment.as_ref()).await?),
-            None,
-        ),
+        Workload::Stateless(deployment) => {
+            WorkloadState::of_deployment(&apply_one(client, namespace, deployment.as_ref()).await?)
+        }
     };
     let autoscaler = async {
         match &desired.autoscaler {
@@ -641,16 +646,8 @@ async fn apply_children(
             }
         }
     };
-    let headless = async {
-        match headless {
-            Some(service) => apply_one(client, namespace, service).await.map(drop),
-            None => Ok(()),
-        }
-    };
     futures::try_join!(
-        apply_one(client, namespace, &desired.config_map),
         apply_one(client, namespace, &desired.service),
-        headless,
         apply_one(client, namespace, &desired.disruption_budget),
         autoscaler,
     )?;

@@ -421,11 +421,12 @@ impl ApiServerVerifier {
         call.body
     }
 
-    /// The children, as `apply_children` applies them: the ServiceAccount, then the workload,
-    /// whose apply is answered with `workload` (the StatefulSet or Deployment as the API server
-    /// has it after the apply, status included: the reconciler observes the workload in that
-    /// answer); then the rest at once, in any order: the ConfigMap, the Service, the headless
-    /// Service (`stateful` only), the PodDisruptionBudget and the HPA's apply or deletion.
+    /// The children, as `apply_children` applies them: the ServiceAccount, then what the pods
+    /// mount or resolve, at once (the ConfigMap and, `stateful` only, the headless Service),
+    /// then the workload, whose apply is answered with `workload` (the StatefulSet or Deployment as the
+    /// API server has it after the apply, status included: the reconciler observes the
+    /// workload in that answer); then the rest at once, in any order: the Service, the
+    /// PodDisruptionBudget and the HPA's apply or deletion.
     async fn apply_children(
         &mut self,
         name: &str,
@@ -434,7 +435,11 @@ impl ApiServerVerifier {
         workload: Value,
     ) -> Applied {
         let core = format!("/api/v1/namespaces/{NS}");
-        let service_account = self.apply(&format!("{core}/serviceaccounts/{name}")).await;
+        let service_account_path = format!("{core}/serviceaccounts/{name}");
+        let config_map_path = format!("{core}/configmaps/{name}");
+        let headless_path = format!("{core}/services/{name}-headless");
+        let service_account = self.apply(&service_account_path).await;
+        let mut bodies = self.apply_pod_dependencies(name, stateful).await;
         let workload = if stateful {
             self.apply_answering(&statefulset_path(name), |_| workload)
                 .await
@@ -443,9 +448,7 @@ impl ApiServerVerifier {
                 .await
         };
 
-        let config_map_path = format!("{core}/configmaps/{name}");
         let service_path = format!("{core}/services/{name}");
-        let headless_path = format!("{core}/services/{name}-headless");
         let disruption_budget_path =
             format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{name}");
         let hpa_method = if hpa == Hpa::Applied {
@@ -454,18 +457,58 @@ impl ApiServerVerifier {
             Method::DELETE
         };
         let mut expected = BTreeSet::from([
-            (Method::PATCH.to_string(), config_map_path.clone()),
             (Method::PATCH.to_string(), service_path.clone()),
             (Method::PATCH.to_string(), disruption_budget_path.clone()),
         ]);
         if hpa != Hpa::Absent {
             expected.insert((hpa_method.to_string(), hpa_path(name)));
         }
-        if stateful {
-            expected.insert((Method::PATCH.to_string(), headless_path.clone()));
+        bodies.extend(self.answer_at_once(expected, hpa).await);
+        let mut take = |path: &str| {
+            bodies
+                .remove(path)
+                .unwrap_or_else(|| panic!("{path} was applied"))
+        };
+        Applied {
+            service_account,
+            config_map: take(&config_map_path),
+            service: take(&service_path),
+            headless: stateful.then(|| take(&headless_path)),
+            workload,
+            disruption_budget: take(&disruption_budget_path),
+            hpa: (hpa == Hpa::Applied).then(|| take(&hpa_path(name))),
         }
+    }
 
-        // All of them are in flight at once: none is answered before the last has come.
+    /// The ConfigMap and (`stateful`) the headless Service, applied at once before the
+    /// workload; returns them by path.
+    async fn apply_pod_dependencies(
+        &mut self,
+        name: &str,
+        stateful: bool,
+    ) -> BTreeMap<String, Value> {
+        let core = format!("/api/v1/namespaces/{NS}");
+        let mut expected = BTreeSet::from([(
+            Method::PATCH.to_string(),
+            format!("{core}/configmaps/{name}"),
+        )]);
+        if stateful {
+            expected.insert((
+                Method::PATCH.to_string(),
+                format!("{core}/services/{name}-headless"),
+            ));
+        }
+        self.answer_at_once(expected, Hpa::Absent).await
+    }
+
+    /// Calls for each of `expected` (method, path), all in flight at once: none is answered
+    /// before the last has come. Applies are answered with their object, the HPA's deletion as
+    /// `hpa` says; returns the applied objects by path.
+    async fn answer_at_once(
+        &mut self,
+        expected: BTreeSet<(String, String)>,
+        hpa: Hpa,
+    ) -> BTreeMap<String, Value> {
         let mut calls = Vec::with_capacity(expected.len());
         for _ in 0..expected.len() {
             calls.push(self.next_call(&format!("one of {expected:?}")).await);
@@ -498,20 +541,7 @@ impl ApiServerVerifier {
                 bodies.insert(call.path, call.body);
             }
         }
-        let mut take = |path: &str| {
-            bodies
-                .remove(path)
-                .unwrap_or_else(|| panic!("{path} was applied"))
-        };
-        Applied {
-            service_account,
-            config_map: take(&config_map_path),
-            service: take(&service_path),
-            headless: stateful.then(|| take(&headless_path)),
-            workload,
-            disruption_budget: take(&disruption_budget_path),
-            hpa: (hpa == Hpa::Applied).then(|| take(&hpa_path(name))),
-        }
+        bodies
     }
 
     /// The merge patch of the job's status subresource; returns the new status.
@@ -1090,6 +1120,7 @@ async fn a_failed_apply_is_not_remembered() {
         reconcile_keeping_server(job.clone(), ctx.clone(), handle, |mut server| async move {
             let core = format!("/api/v1/namespaces/{NS}");
             server.apply(&format!("{core}/serviceaccounts/fraud")).await;
+            server.apply_pod_dependencies("fraud", true).await;
             let call = server
                 .expect(Method::PATCH, &statefulset_path("fraud"), |_| {
                     (
