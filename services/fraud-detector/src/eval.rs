@@ -35,6 +35,7 @@ use trendstream_events::{
 };
 
 use crate::rules::{Filter, Rule, RuleKind, Source};
+use trendstream_service::duration::format_ms;
 
 /// Most runs a sequence rule keeps per user; beyond it the oldest run is dropped.
 pub const MAX_RUNS: usize = 256;
@@ -530,22 +531,6 @@ fn build_alert(
         currency,
         details: Some(details),
     }
-}
-
-/// `300000` as `5m`, `90500` as `1m30s500ms`.
-pub fn format_ms(ms: i64) -> String {
-    if ms <= 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut rest = ms;
-    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
-        if rest >= size {
-            out.push_str(&format!("{}{unit}", rest / size));
-            rest %= size;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,14 +7,14 @@
 //! whose previous upload is still running skips a round.
 
 use crate::changelog;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, now_ms};
 use crate::metrics::{OutcomeLabels, RuntimeMetrics};
 use crate::state::{PartitionState, StateError};
 use crate::upgrade::{EpochMark, PartitionStart, keeps_state};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use trendstream_checkpoint::{CheckpointStore, GcsClient, GcsConfig};
 
@@ -212,9 +212,7 @@ impl Checkpointer {
             }
             let started = Instant::now();
             let root = self.checkpoint_root(partition);
-            let stamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
+            let stamp = now_ms();
             let dir = root.join(format!("{stamp:020}"));
             let made = std::fs::create_dir_all(&root)
                 .map_err(|err| err.to_string())

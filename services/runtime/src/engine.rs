@@ -301,7 +301,7 @@ impl<'a> PhaseClock<'a> {
 }
 
 /// The wall clock in ms since the epoch.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -12,6 +12,7 @@
 //! older one's batches fail (the transaction aborts, the zombie learns of the rebalance at
 //! its next poll); writes an old owner applied before the new owner took its token are
 //! rewritten by the new owner's replay from the committed offsets.
+
 use crate::processor::RedisWrite;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;

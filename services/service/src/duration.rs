@@ -55,9 +55,37 @@ pub fn parse(value: &str) -> Result<Duration, InvalidDuration> {
     Ok(total)
 }
 
+/// The inverse of [`parse`] for messages: `300000` ms as `5m`, `90500` as `1m30s500ms`.
+pub fn format_ms(ms: i64) -> String {
+    if ms <= 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_formatted_like_the_config() {
+        for (ms, text) in [
+            (300_000, "5m"),
+            (90_500, "1m30s500ms"),
+            (3_600_000, "1h"),
+            (0, "0s"),
+        ] {
+            assert_eq!(format_ms(ms), text);
+        }
+    }
 
     #[test]
     fn accepts_the_documented_forms() {

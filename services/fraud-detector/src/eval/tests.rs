@@ -556,18 +556,6 @@ fn alert_fields() {
 }
 
 #[test]
-fn durations_are_formatted_like_the_config() {
-    for (ms, text) in [
-        (300_000, "5m"),
-        (90_500, "1m30s500ms"),
-        (3_600_000, "1h"),
-        (0, "0s"),
-    ] {
-        assert_eq!(format_ms(ms), text);
-    }
-}
-
-#[test]
 fn filter_conditions() {
     let priced = |price: Option<&str>, category: Option<&str>| Event {
         body: Body::Click {
