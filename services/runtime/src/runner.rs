@@ -19,8 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use trendstream_checkpoint::GcsConfig;
 use trendstream_service::ops::{self, Liveness, Readiness};
@@ -74,7 +73,8 @@ pub fn run<P: Processor>(
     let metrics = Arc::new(RuntimeMetrics::register(&mut registry));
     let readiness = Readiness::new("starting");
     let liveness = Liveness::new(options.stuck_timeout);
-    let stop = Arc::new(AtomicBool::new(false));
+    // When SIGTERM came; the shutdown's bound counts from then.
+    let stop = Arc::new(OnceLock::new());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     {
         let router =
@@ -102,7 +102,7 @@ pub fn run<P: Processor>(
         tokio.spawn(async move {
             trendstream_service::signal::terminated().await;
             tracing::info!(?timeout, "shutdown requested; finishing the batch");
-            stop.store(true, Ordering::SeqCst);
+            let _ = stop.set(Instant::now());
             // The bound, whatever holds the shutdown up (a commit, an upload, a long restore).
             tokio::time::sleep(timeout).await;
             tracing::warn!(
@@ -259,7 +259,8 @@ pub fn run<P: Processor>(
     let _ = shutdown_tx.send(true);
     match result {
         Ok(()) => {
-            shutdown(&consumer, &core, Instant::now() + options.shutdown_timeout);
+            let signalled = stop.get().copied().unwrap_or_else(Instant::now);
+            shutdown(&consumer, &core, signalled + options.shutdown_timeout);
             tracing::info!("stopped cleanly");
             Ok(())
         }
@@ -315,7 +316,7 @@ fn process<P: Processor>(
     consumer: &BaseConsumer<RebalanceHandler<P>>,
     core: &Mutex<Core<P>>,
     failure: &Mutex<Option<EngineError>>,
-    stop: &AtomicBool,
+    stop: &OnceLock<Instant>,
     metrics: &RuntimeMetrics,
     max_in_flight: i32,
 ) -> Result<(), EngineError> {
@@ -325,7 +326,7 @@ fn process<P: Processor>(
     let mut pressure = false;
     let mut last_gauges = Instant::now();
     let mut last_idle_check = Instant::now();
-    while !stop.load(Ordering::SeqCst) {
+    while stop.get().is_none() {
         let message = consumer.poll(Duration::from_millis(20));
         if let Some(err) = lock(failure).take() {
             return Err(err);
