@@ -623,7 +623,10 @@ async fn wait_not_ready(capture: &mut Capture, needle: &str) -> anyhow::Result<S
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         capture.process.check_alive()?;
-        let (status, body) = readiness(capture.port).await?;
+        // Not listening yet (a capture just started) reads as not ready without a reason.
+        let (status, body) = readiness(capture.port)
+            .await
+            .unwrap_or_else(|err| (0, err.to_string()));
         if status == 503 && body.contains(needle) {
             return Ok(body);
         }
@@ -764,5 +767,109 @@ async fn loadgen_writes_its_orders_into_postgres() -> anyhow::Result<()> {
         Duration::from_secs(10),
     )?;
     assert!(in_kafka.is_empty(), "orders went to Kafka too");
+    Ok(())
+}
+
+/// Test 6: PostgreSQL over TLS. loadgen writes with `sslmode=require`, pg-capture reads with
+/// `sslmode=verify-full` against the environment's CA; PostgreSQL reports both connections as
+/// encrypted (`pg_stat_ssl`); with a CA that did not sign the server's certificate, pg-capture is
+/// not ready and says why instead of connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_and_pg_capture_speak_tls_and_verify_the_server() -> anyhow::Result<()> {
+    use trendstream_e2e::kafka::create_topic;
+    let env = TestEnv::load()?;
+    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?.to_owned();
+    let ca = env.get("PG_CA_CERT")?.to_owned();
+    let dir = log_dir("cdc-tls")?;
+    let (url, pg) = database(&env, "cdctls").await?;
+    let prefix = name("tls");
+    let slot = name("tls_slot");
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={ca}");
+    let mut capture = start_capture(&env, &verified, &prefix, &slot, &dir, true, &[]).await?;
+
+    let clicks = name("tls_clicks");
+    let orders = name("tls_orders");
+    create_topic(&bootstrap, &clicks, 1).await?;
+    create_topic(&bootstrap, &orders, 1).await?;
+    let output = Command::new(workspace_binary("loadgen")?)
+        .args(["--seed", "5", "--users", "20", "--rate", "0", "--quiet"])
+        .args(["--count", "400", "--bootstrap-servers", &bootstrap])
+        .args(["--clicks-topic", &clicks, "--orders-topic", &orders])
+        .args(["--orders-sink", "postgres"])
+        .args(["--postgres-url", &format!("{url}?sslmode=require")])
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "loadgen over TLS failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let order_rows: i64 = pg
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await?
+        .get(0);
+    anyhow::ensure!(order_rows > 0, "loadgen wrote no orders");
+    // Every order was inserted once at least: as many change events at least.
+    wait_for_events(
+        &bootstrap,
+        &format!("{prefix}.public.orders"),
+        order_rows as usize,
+    )?;
+    let sessions = pg
+        .query(
+            "SELECT a.application_name, s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()",
+            &[],
+        )
+        .await?;
+    let capture_ssl: Vec<bool> = sessions
+        .iter()
+        .filter(|row| row.get::<_, Option<String>>(0).as_deref() == Some("pg-capture"))
+        .map(|row| row.get(1))
+        .collect();
+    anyhow::ensure!(
+        !capture_ssl.is_empty() && capture_ssl.iter().all(|ssl| *ssl),
+        "pg-capture's sessions encrypted: {capture_ssl:?}"
+    );
+    let own_ssl: bool = pg
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?
+        .get(0);
+    anyhow::ensure!(!own_ssl, "the test's own plain connection reads as plain");
+    capture.process.terminate(Duration::from_secs(20))?;
+    drop_slot(&url, &slot).await?;
+
+    // A CA of another's: the server's certificate does not chain to it.
+    let other = dir.join(format!("{}-other-ca", name("ca")));
+    std::fs::create_dir_all(&other)?;
+    let status = Command::new("openssl")
+        .current_dir(&other)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=not-the-servers-ca",
+        ])
+        .output()?
+        .status;
+    anyhow::ensure!(status.success(), "openssl");
+    let wrong = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        other.join("ca.crt").display()
+    );
+    let mut refused = start_capture(&env, &wrong, &prefix, &slot, &dir, false, &[]).await?;
+    let reason = wait_not_ready(&mut refused, "certificate").await?;
+    assert!(
+        reason.contains("sslmode=verify-full") && reason.contains("UnknownIssuer"),
+        "{reason}"
+    );
+    refused.process.kill_now()?;
     Ok(())
 }

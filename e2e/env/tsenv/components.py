@@ -16,7 +16,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from . import install, paths, procs
+from . import install, paths, pki, procs
 from .log import say
 
 
@@ -167,6 +167,16 @@ def start_postgres(ctx: dict):
     if ctx.get("node_ip"):
         with open(data / "pgdata" / "pg_hba.conf", "a") as hba:
             hba.write(f"host all all {ctx['pod_cidr']} trust\nhost replication all {ctx['pod_cidr']} trust\n")
+    # TLS is offered beside plain connections (`host` lines match both), with a certificate for
+    # every address it listens on, signed by a CA of its own (PG_CA_CERT), so clients can be
+    # tested with sslmode=require and verify-full.
+    tls = data / "pki"
+    pki.make_ca(tls, "trendstream-postgres-test-ca")
+    pki.issue(tls, "server", "/CN=127.0.0.1", ",".join(f"IP:{host}" for host in _node_hosts(ctx)))
+    (tls / "server.key").chmod(0o600)
+    if user:
+        for path in [tls, *tls.iterdir()]:
+            shutil.chown(path, user, user)
     entry = procs.spawn("postgres", [
         str(bindir / "postgres"), "-D", str(data / "pgdata"), "-p", str(port),
         "-c", f"listen_addresses={','.join(_node_hosts(ctx))}", "-c", f"unix_socket_directories={data}",
@@ -174,6 +184,7 @@ def start_postgres(ctx: dict):
         # No fsync: test data need not survive a crash. synchronous_commit stays on, since logical
         # decoding only sees WAL that has been flushed.
         "-c", "fsync=off", "-c", "full_page_writes=off",
+        "-c", "ssl=on", "-c", f"ssl_cert_file={tls / 'server.crt'}", "-c", f"ssl_key_file={tls / 'server.key'}",
     ], user=user, stop_signal=signal.SIGINT)
 
     def ready():
@@ -184,7 +195,8 @@ def start_postgres(ctx: dict):
         return True
 
     env = {"PG_HOST": "127.0.0.1", "PG_PORT": str(port), "PG_USER": "postgres",
-           "PG_DATABASE": "trendstream", "PG_URL": f"postgres://postgres@127.0.0.1:{port}/trendstream"}
+           "PG_DATABASE": "trendstream", "PG_URL": f"postgres://postgres@127.0.0.1:{port}/trendstream",
+           "PG_CA_CERT": str(tls / "ca.crt")}
     if ctx.get("node_ip"):
         env["NODE_PG_URL"] = f"postgres://postgres@{ctx['node_ip']}:{port}/trendstream"
     return env, lambda: procs.wait_until(entry, "accepting connections", ready, 60)

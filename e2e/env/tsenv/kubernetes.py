@@ -13,54 +13,30 @@ import subprocess
 from pathlib import Path
 
 from . import install, paths, procs
+from . import pki as pki_tools
 from .components import http_ok
 
 NODE_NAME = "kwok-node-0"
 SERVICE_CIDR = "10.96.0.0/16"
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def _issue(pki: Path, name: str, subject: str, sans: str | None = None) -> None:
-    """A key and a certificate signed by the CA in `pki`."""
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pki / f"{name}.key"),
-             "-subj", subject, "-out", str(pki / f"{name}.csr"))
-    _sign(pki, name, sans)
-
-
-def _sign(pki: Path, name: str, sans: str | None) -> None:
-    ext = pki / f"{name}.ext"
-    lines = ["basicConstraints=CA:FALSE", "keyUsage=digitalSignature,keyEncipherment"]
-    lines.append("extendedKeyUsage=serverAuth,clientAuth")
-    if sans:
-        lines.append(f"subjectAltName={sans}")
-    ext.write_text("\n".join(lines) + "\n")
-    _openssl("x509", "-req", "-in", str(pki / f"{name}.csr"), "-CA", str(pki / "ca.crt"),
-             "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "30", "-sha256",
-             "-extfile", str(ext), "-out", str(pki / f"{name}.crt"))
-
-
 def _make_pki(pki: Path, node_ip: str | None) -> None:
-    pki.mkdir(parents=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pki / "ca.key"),
-             "-subj", "/CN=trendstream-test-ca", "-days", "30", "-out", str(pki / "ca.crt"))
+    pki_tools.make_ca(pki)
     node_san = f"IP:{node_ip}," if node_ip else ""
-    _issue(pki, "apiserver", "/CN=kube-apiserver",
+    pki_tools.issue(pki, "apiserver", "/CN=kube-apiserver",
            f"IP:127.0.0.1,{node_san}IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
            "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")
-    _issue(pki, "admin", "/O=system:masters/CN=trendstream-admin")
+    pki_tools.issue(pki, "admin", "/O=system:masters/CN=trendstream-admin")
     if node_ip:
         from .node import NODE_NAME
         # The kubelet's client identity (the Node authorizer's form), its serving certificate, and
         # the API server's client certificate for logs, exec and port-forward through the kubelet.
-        _issue(pki, "node", f"/O=system:nodes/CN=system:node:{NODE_NAME}")
-        _issue(pki, "kubelet-serving", f"/O=system:nodes/CN=system:node:{NODE_NAME}",
+        pki_tools.issue(pki, "node", f"/O=system:nodes/CN=system:node:{NODE_NAME}")
+        pki_tools.issue(pki, "kubelet-serving", f"/O=system:nodes/CN=system:node:{NODE_NAME}",
                f"IP:{node_ip},DNS:{NODE_NAME}")
-        _issue(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
-    _openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
-    _openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
+        pki_tools.issue(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
+    pki_tools.openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
+    pki_tools.openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
 
 def _b64(path: Path) -> str:

@@ -4,9 +4,9 @@
 //! when the converter sent one, else from [`DecodeSettings`]); this module adds the plain
 //! column types and the choice of fallbacks.
 
+use crate::error::MapError;
 use serde_json::Value;
 use trendstream_events::debezium::{ChangeRecord, DecimalMode, Image, TimestampEncoding};
-use trendstream_runtime::ProcessError;
 
 /// How to read columns whose encoding only the schema would tell, for records without one
 /// (the bare payload of `JsonConverter` with `schemas.enable=false`).
@@ -30,8 +30,8 @@ impl Default for DecodeSettings {
     }
 }
 
-fn invalid(image: Image, column: &str, message: impl std::fmt::Display) -> ProcessError {
-    ProcessError::Invalid(format!("payload.{}.{column}: {message}", image_name(image)))
+fn invalid(image: Image, column: &str, message: impl std::fmt::Display) -> MapError {
+    MapError::Invalid(format!("payload.{}.{column}: {message}", image_name(image)))
 }
 
 pub(crate) fn image_name(image: Image) -> &'static str {
@@ -46,11 +46,7 @@ fn value<'r>(record: &'r ChangeRecord, image: Image, column: &str) -> Option<&'r
 }
 
 /// A text column; numbers are accepted and rendered (an integer primary key used as an id).
-pub fn text(
-    record: &ChangeRecord,
-    image: Image,
-    column: &str,
-) -> Result<Option<String>, ProcessError> {
+pub fn text(record: &ChangeRecord, image: Image, column: &str) -> Result<Option<String>, MapError> {
     match value(record, image, column) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -68,16 +64,12 @@ pub fn required_text(
     record: &ChangeRecord,
     image: Image,
     column: &str,
-) -> Result<String, ProcessError> {
+) -> Result<String, MapError> {
     text(record, image, column)?.ok_or_else(|| invalid(image, column, "missing or null"))
 }
 
 /// An integer column (Connect int16/int32/int64).
-pub fn integer(
-    record: &ChangeRecord,
-    image: Image,
-    column: &str,
-) -> Result<Option<i64>, ProcessError> {
+pub fn integer(record: &ChangeRecord, image: Image, column: &str) -> Result<Option<i64>, MapError> {
     match value(record, image, column) {
         None => Ok(None),
         Some(Value::Number(n)) => n
@@ -98,10 +90,10 @@ pub fn decimal(
     image: Image,
     column: &str,
     settings: &DecodeSettings,
-) -> Result<Option<rust_decimal::Decimal>, ProcessError> {
+) -> Result<Option<rust_decimal::Decimal>, MapError> {
     record
         .decimal(image, column, settings.decimal_mode)
-        .map_err(|err| ProcessError::Decode(format!("payload.{}: {err}", image_name(image))))
+        .map_err(|err| MapError::Decode(format!("payload.{}: {err}", image_name(image))))
 }
 
 /// A timestamp column in epoch ms: the schema's logical type, else ISO 8601 for strings and
@@ -111,7 +103,7 @@ pub fn timestamp_ms(
     image: Image,
     column: &str,
     settings: &DecodeSettings,
-) -> Result<Option<i64>, ProcessError> {
+) -> Result<Option<i64>, MapError> {
     let fallback = match value(record, image, column) {
         None => return Ok(None),
         Some(Value::String(_)) => TimestampEncoding::Zoned,
@@ -119,7 +111,7 @@ pub fn timestamp_ms(
     };
     record
         .timestamp_ms(image, column, fallback)
-        .map_err(|err| ProcessError::Decode(format!("payload.{}: {err}", image_name(image))))
+        .map_err(|err| MapError::Decode(format!("payload.{}: {err}", image_name(image))))
 }
 
 /// The change's event time: the row's `updated_at` (then `created_at`) in `image`, else the
@@ -128,7 +120,7 @@ pub fn event_time(
     record: &ChangeRecord,
     image: Option<Image>,
     settings: &DecodeSettings,
-) -> Result<i64, ProcessError> {
+) -> Result<i64, MapError> {
     if let Some(image) = image {
         for column in ["updated_at", "created_at"] {
             if let Some(ts) = timestamp_ms(record, image, column, settings)? {
@@ -142,7 +134,7 @@ pub fn event_time(
         .ts_ms
         .or(record.event.ts_ms)
         .ok_or_else(|| {
-            ProcessError::Invalid(
+            MapError::Invalid(
                 "no event time: the row has no updated_at/created_at and the event no source.ts_ms or ts_ms"
                     .into(),
             )

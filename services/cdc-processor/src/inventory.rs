@@ -5,9 +5,9 @@
 //! still reported (another column may matter to a consumer; the delta says 0). A delete needs
 //! `sku` in `before` (always there: it is the primary key) and reports quantity 0.
 
+use crate::error::MapError;
 use trendstream_events::debezium::{ChangeRecord, Image, Op};
 use trendstream_events::{InventoryChange, InventoryChangeKind, Validate};
-use trendstream_runtime::ProcessError;
 
 use crate::columns::{self, DecodeSettings};
 
@@ -15,7 +15,7 @@ use crate::columns::{self, DecodeSettings};
 pub fn inventory_change(
     record: &ChangeRecord,
     settings: &DecodeSettings,
-) -> Result<Option<InventoryChange>, ProcessError> {
+) -> Result<Option<InventoryChange>, MapError> {
     let event = &record.event;
     let (kind, image) = match event.op {
         Op::Read => (InventoryChangeKind::Snapshot, Image::After),
@@ -27,9 +27,8 @@ pub fn inventory_change(
     let sku = columns::required_text(record, image, "sku")?;
     let quantity = match kind {
         InventoryChangeKind::Deleted => 0,
-        _ => columns::integer(record, image, "quantity")?.ok_or_else(|| {
-            ProcessError::Invalid("payload.after.quantity: missing or null".into())
-        })?,
+        _ => columns::integer(record, image, "quantity")?
+            .ok_or_else(|| MapError::Invalid("payload.after.quantity: missing or null".into()))?,
     };
     let previous_quantity = match kind {
         InventoryChangeKind::Created | InventoryChangeKind::Snapshot => None,
@@ -49,6 +48,6 @@ pub fn inventory_change(
     };
     change
         .validate()
-        .map_err(|err| ProcessError::Invalid(format!("inventory change: {err}")))?;
+        .map_err(|err| MapError::Invalid(format!("inventory change: {err}")))?;
     Ok(Some(change))
 }

@@ -12,9 +12,12 @@
 
 pub mod capture;
 pub mod columns;
+#[cfg(feature = "runtime")]
 pub mod config;
+pub mod error;
 pub mod inventory;
 pub mod mapping;
 pub mod order_items;
 pub mod orders;
+#[cfg(feature = "runtime")]
 pub mod processor;

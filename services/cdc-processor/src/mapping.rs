@@ -4,9 +4,9 @@
 //! (`<prefix>.<schema>.<table>`), so topic-routing SMTs that rename topics still work.
 //! Tables other than orders, order_items and inventory (users, say) produce nothing.
 
+use crate::error::MapError;
 use trendstream_events::debezium::{Decoded, decode_change, decode_transaction_metadata};
 use trendstream_events::{InventoryChange, OrderEvent};
-use trendstream_runtime::ProcessError;
 
 use crate::columns::DecodeSettings;
 use crate::inventory::inventory_change;
@@ -52,17 +52,17 @@ pub fn map_record(
     topic: &str,
     value: Option<&[u8]>,
     settings: &DecodeSettings,
-) -> Result<Mapped, ProcessError> {
+) -> Result<Mapped, MapError> {
     // `<prefix>.transaction` (provide.transaction.metadata=true): BEGIN/END markers. Every
     // change is mapped on its own, so they carry nothing to emit; malformed ones are still
     // dead-lettered.
     if topic.ends_with(".transaction") {
         decode_transaction_metadata(value)
-            .map_err(|err| ProcessError::Decode(format!("Debezium transaction metadata: {err}")))?;
+            .map_err(|err| MapError::Decode(format!("Debezium transaction metadata: {err}")))?;
         return Ok(Mapped::default());
     }
     let record = match decode_change(value)
-        .map_err(|err| ProcessError::Decode(format!("Debezium change event: {err}")))?
+        .map_err(|err| MapError::Decode(format!("Debezium change event: {err}")))?
     {
         // Debezium's tombstone after a delete: the delete event itself was already mapped.
         Decoded::Tombstone => return Ok(Mapped::default()),

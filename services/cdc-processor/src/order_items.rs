@@ -6,17 +6,14 @@
 //! contract allows it) and revenue per category is not available from CDC yet. The lines are
 //! still decoded so that a malformed one reaches the DLQ instead of passing unnoticed.
 
+use crate::error::MapError;
 use trendstream_events::debezium::{ChangeRecord, Image, Op};
-use trendstream_runtime::ProcessError;
 
 use crate::columns::{self, DecodeSettings};
 
 /// Checks an `order_items` change: `order_id`, `product_id`, a positive `quantity` and a
 /// decodable `unit_price` in the row image the op carries.
-pub fn check_order_item(
-    record: &ChangeRecord,
-    settings: &DecodeSettings,
-) -> Result<(), ProcessError> {
+pub fn check_order_item(record: &ChangeRecord, settings: &DecodeSettings) -> Result<(), MapError> {
     let image = match record.event.op {
         Op::Create | Op::Read | Op::Update => Image::After,
         Op::Delete => Image::Before,
@@ -30,12 +27,12 @@ pub fn check_order_item(
     match columns::integer(record, image, "quantity")? {
         Some(q) if q > 0 => {}
         other => {
-            return Err(ProcessError::Invalid(format!(
+            return Err(MapError::Invalid(format!(
                 "payload.after.quantity: must be a positive integer, got {other:?}"
             )));
         }
     }
     columns::decimal(record, image, "unit_price", settings)?
-        .ok_or_else(|| ProcessError::Invalid("payload.after.unit_price: missing or null".into()))?;
+        .ok_or_else(|| MapError::Invalid("payload.after.unit_price: missing or null".into()))?;
     Ok(())
 }

@@ -14,9 +14,9 @@
 //! A delete needs the old row (`REPLICA IDENTITY FULL`, as `sql/ecommerce.sql` sets); a delete
 //! carrying only the key cannot say whose order or how much, so it is rejected to the DLQ.
 
+use crate::error::MapError;
 use trendstream_events::debezium::{ChangeRecord, Image, Op};
 use trendstream_events::{Currency, Money, OrderEvent, OrderStatus, Validate};
-use trendstream_runtime::ProcessError;
 
 use crate::columns::{self, DecodeSettings};
 
@@ -24,7 +24,7 @@ use crate::columns::{self, DecodeSettings};
 pub fn order_event(
     record: &ChangeRecord,
     settings: &DecodeSettings,
-) -> Result<Option<OrderEvent>, ProcessError> {
+) -> Result<Option<OrderEvent>, MapError> {
     let event = &record.event;
     let (image, status) = match event.op {
         Op::Create | Op::Read => (Image::After, status(record, Image::After)?),
@@ -46,7 +46,7 @@ pub fn order_event(
                 .as_ref()
                 .is_some_and(|row| row.get("user_id").is_some_and(|v| !v.is_null()));
             if !full_row {
-                return Err(ProcessError::Invalid(
+                return Err(MapError::Invalid(
                     "payload.before: a delete of an order needs the old row (set REPLICA IDENTITY FULL on orders)"
                         .into(),
                 ));
@@ -61,7 +61,7 @@ pub fn order_event(
     let order_id = columns::required_text(record, image, "id")?;
     let user_id = columns::required_text(record, image, "user_id")?;
     let amount = columns::decimal(record, image, "amount", settings)?.ok_or_else(|| {
-        ProcessError::Invalid(format!(
+        MapError::Invalid(format!(
             "payload.{}.amount: missing or null",
             columns::image_name(image)
         ))
@@ -69,7 +69,7 @@ pub fn order_event(
     let currency = match columns::text(record, image, "currency")? {
         None => Currency::default(),
         Some(code) => code.trim().parse().map_err(|err| {
-            ProcessError::Invalid(format!(
+            MapError::Invalid(format!(
                 "payload.{}.currency: {err}",
                 columns::image_name(image)
             ))
@@ -77,7 +77,7 @@ pub fn order_event(
     };
     // Through the text form, so the contract's range check applies (the scale is kept).
     let amount: Money = amount.to_string().parse().map_err(|err| {
-        ProcessError::Invalid(format!(
+        MapError::Invalid(format!(
             "payload.{}.amount: {err}",
             columns::image_name(image)
         ))
@@ -101,14 +101,14 @@ pub fn order_event(
     };
     order
         .validate()
-        .map_err(|err| ProcessError::Invalid(format!("order event: {err}")))?;
+        .map_err(|err| MapError::Invalid(format!("order event: {err}")))?;
     Ok(Some(order))
 }
 
-fn status(record: &ChangeRecord, image: Image) -> Result<OrderStatus, ProcessError> {
+fn status(record: &ChangeRecord, image: Image) -> Result<OrderStatus, MapError> {
     let text = columns::required_text(record, image, "status")?;
     OrderStatus::from_wire(&text).ok_or_else(|| {
-        ProcessError::Invalid(format!(
+        MapError::Invalid(format!(
             "payload.{}.status: unknown order status {text:?} (expected placed, paid, cancelled or refunded)",
             columns::image_name(image)
         ))

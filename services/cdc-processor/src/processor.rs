@@ -13,7 +13,16 @@ use trendstream_events::partitioning::partition_for;
 use trendstream_runtime::{Context, ProcessError, Processor, Record};
 
 use crate::columns::DecodeSettings;
+use crate::error::MapError;
 use crate::mapping::{Mapped, Output, map_record};
+
+/// The runtime's record error of the same kind and message (the runtime dead-letters it).
+fn record_error(err: MapError) -> ProcessError {
+    match err {
+        MapError::Decode(reason) => ProcessError::Decode(reason),
+        MapError::Invalid(reason) => ProcessError::Invalid(reason),
+    }
+}
 
 /// Where the canonical records go.
 #[derive(Debug, Clone)]
@@ -48,7 +57,7 @@ impl Processor for CdcProcessor {
     }
 
     fn decode(&self, record: &Record<'_>) -> Result<Mapped, ProcessError> {
-        map_record(record.topic, record.payload, &self.settings)
+        map_record(record.topic, record.payload, &self.settings).map_err(record_error)
     }
 
     fn event_time(&self, event: &Mapped) -> i64 {

@@ -6,7 +6,9 @@
 //! - [`processor`]: the [`trendstream_runtime::Processor`] that buffers each user's events in
 //!   partition state and runs the matcher when the watermark passes them.
 
+#[cfg(feature = "runtime")]
 pub mod config;
 pub mod eval;
+#[cfg(feature = "runtime")]
 pub mod processor;
 pub mod rules;

@@ -9,8 +9,9 @@
 //! test devices with no meaning as rows.
 
 use thiserror::Error;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use trendstream_events::{OrderEvent, OrderStatus};
+use trendstream_service::postgres::PgConnectError;
 
 #[derive(Debug, Error)]
 pub enum PostgresSinkError {
@@ -20,6 +21,8 @@ pub enum PostgresSinkError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("--postgres-url: {0}")]
+    Connect(#[from] PgConnectError),
     #[error("starting the PostgreSQL client runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -42,17 +45,7 @@ impl PostgresSink {
             .enable_all()
             .build()
             .map_err(PostgresSinkError::Runtime)?;
-        let client = runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(url, NoTls)
-                .await
-                .map_err(sql("connecting (--postgres-url)"))?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::warn!(%err, "PostgreSQL connection closed");
-                }
-            });
-            Ok::<_, PostgresSinkError>(client)
-        })?;
+        let client = runtime.block_on(trendstream_service::postgres::connect(url))?;
         Ok(Self {
             runtime,
             client,

@@ -9,6 +9,8 @@ pub mod duration;
 pub mod kafka;
 pub mod metrics_text;
 pub mod ops;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod signal;

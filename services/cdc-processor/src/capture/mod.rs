@@ -8,12 +8,16 @@
 //! - [`offsets`]: the position stored in Kafka, and snapshot visibility (pure);
 //! - [`postgres`], [`kafka`]: the two sides' I/O; [`run`]: the loop.
 
+#[cfg(feature = "runtime")]
 pub mod config;
 pub mod envelope;
+#[cfg(feature = "runtime")]
 pub mod kafka;
 pub mod lsn;
 pub mod offsets;
 pub mod pgoutput;
+#[cfg(feature = "runtime")]
 pub mod postgres;
+#[cfg(feature = "runtime")]
 pub mod run;
 pub mod values;

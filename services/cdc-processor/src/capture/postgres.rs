@@ -21,7 +21,8 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
+use trendstream_service::postgres::PgConnectError;
 
 use super::envelope::TableShape;
 use super::lsn::Lsn;
@@ -47,6 +48,8 @@ pub enum PgError {
     WrongPlugin { slot: String, plugin: String },
     #[error("replication slot {slot:?} is in use by process {pid}")]
     SlotActive { slot: String, pid: i32 },
+    #[error(transparent)]
+    Connect(#[from] PgConnectError),
     #[error("{context}: {source}")]
     Sql {
         context: String,
@@ -62,33 +65,15 @@ fn sql(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgEr
     move |source| PgError::Sql { context, source }
 }
 
-/// Connects with the session settings the value conversion relies on.
+/// Connects (over TLS as the URL's `sslmode` says) with the session settings the value
+/// conversion relies on.
 pub async fn connect(url: &str) -> Result<Client, PgError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(sql(format!("connecting to PostgreSQL at {}", redact(url))))?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::warn!(%err, "PostgreSQL connection closed");
-        }
-    });
+    let client = trendstream_service::postgres::connect(url).await?;
     client
         .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; SET application_name = 'pg-capture'")
         .await
         .map_err(sql("setting the session time zone and date style"))?;
     Ok(client)
-}
-
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// The slot's state, if it exists.
@@ -432,12 +417,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_not_printed() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    fn identifiers_are_quoted() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }
