@@ -6,6 +6,7 @@
 //! The Python side of the checks is `e2e/shipping_checks.py`, run in the shipping virtualenv.
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::Api;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -462,12 +463,31 @@ async fn the_operator_runs_with_nothing_but_the_charts_rbac() -> anyhow::Result<
             spec["checkpoint"]["onDelete"] = "Delete".into();
         })?;
         kubectl(&env, &["apply", "-n", &ns, "-f", "-"], Some(&stateful))?;
-        // This Redis has no password: the example's Secret reference goes.
+        // This Redis has no password: the example's Secret reference goes. The API requires a
+        // bearer token from a Secret, and admits the test's own namespace besides.
         let api = example(&env, "feature-api.yaml", "api", |spec| {
             if let Some(redis) = spec["redis"].as_mapping_mut() {
                 redis.remove("passwordSecretRef");
             }
+            spec["api"] =
+                serde_yaml::from_str("{ authSecretRef: { name: api-token } }").expect("yaml");
+            spec["networkPolicy"] =
+                serde_yaml::from_str("{ allowFromNamespaces: [monitoring] }").expect("yaml");
         })?;
+        let literal = format!("--from-literal=token={API_TOKEN}");
+        kubectl(
+            &env,
+            &[
+                "create",
+                "secret",
+                "generic",
+                "api-token",
+                "-n",
+                &ns,
+                &literal,
+            ],
+            None,
+        )?;
         kubectl(&env, &["apply", "-n", &ns, "-f", "-"], Some(&api))?;
         for name in ["revenue", "api"] {
             let reached = eventually(
@@ -480,6 +500,22 @@ async fn the_operator_runs_with_nothing_but_the_charts_rbac() -> anyhow::Result<
             .await;
             operator.check_alive()?;
             reached?;
+        }
+
+        // The job's NetworkPolicy: ingress to the HTTP port from its namespace and the listed one.
+        let policy = Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+            .get("api")
+            .await?;
+        let peers = serde_json::to_value(&policy.spec)?;
+        assert_eq!(
+            peers["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"],
+            serde_json::json!(["monitoring", ns.as_str()]),
+            "{peers}"
+        );
+        assert_eq!(peers["ingress"][0]["ports"][0]["port"], 9090, "{peers}");
+        // On a node that runs the pods: the token from the Secret guards the API.
+        if env.get("IMAGE_TRENDSTREAM_OPERATOR").is_ok() {
+            check_api_token(&client, &ns).await?;
         }
 
         // An HPA no longer wanted is deleted.
@@ -527,6 +563,37 @@ async fn the_operator_runs_with_nothing_but_the_charts_rbac() -> anyhow::Result<
         Ok(())
     })
     .await
+}
+
+const API_TOKEN: &str = "shipping-token-0123456789";
+
+/// The feature-api pod of job `api` answers 401 without the Secret's token and serves with it;
+/// its probes need none (the pod is ready).
+async fn check_api_token(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/instance=api"))
+        .await?;
+    let ip = pods
+        .items
+        .iter()
+        .find_map(|pod| pod.status.as_ref()?.pod_ip.clone())
+        .ok_or_else(|| anyhow::anyhow!("no api pod with an IP"))?;
+    let http = reqwest::Client::new();
+    let url = format!("http://{ip}:9090/api/v1/alerts");
+    let status = http.get(&url).send().await?.status();
+    assert_eq!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED,
+        "{url} without a token"
+    );
+    let response = http.get(&url).bearer_auth(API_TOKEN).send().await?;
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::OK,
+        "{url} with the token"
+    );
+    Ok(())
 }
 
 #[test]

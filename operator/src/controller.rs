@@ -649,6 +649,7 @@ async fn apply_children(
     futures::try_join!(
         apply_one(client, namespace, &desired.service),
         apply_one(client, namespace, &desired.disruption_budget),
+        apply_one(client, namespace, &desired.network_policy),
         autoscaler,
     )?;
     Ok(workload)

@@ -351,6 +351,7 @@ struct Applied {
     headless: Option<Value>,
     workload: Value,
     disruption_budget: Value,
+    network_policy: Value,
     hpa: Option<Value>,
 }
 
@@ -426,7 +427,7 @@ impl ApiServerVerifier {
     /// then the workload, whose apply is answered with `workload` (the StatefulSet or Deployment as the
     /// API server has it after the apply, status included: the reconciler observes the
     /// workload in that answer); then the rest at once, in any order: the Service, the
-    /// PodDisruptionBudget and the HPA's apply or deletion.
+    /// PodDisruptionBudget, the NetworkPolicy and the HPA's apply or deletion.
     async fn apply_children(
         &mut self,
         name: &str,
@@ -456,9 +457,12 @@ impl ApiServerVerifier {
         } else {
             Method::DELETE
         };
+        let network_policy_path =
+            format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{name}");
         let mut expected = BTreeSet::from([
             (Method::PATCH.to_string(), service_path.clone()),
             (Method::PATCH.to_string(), disruption_budget_path.clone()),
+            (Method::PATCH.to_string(), network_policy_path.clone()),
         ]);
         if hpa != Hpa::Absent {
             expected.insert((hpa_method.to_string(), hpa_path(name)));
@@ -476,6 +480,7 @@ impl ApiServerVerifier {
             headless: stateful.then(|| take(&headless_path)),
             workload,
             disruption_budget: take(&disruption_budget_path),
+            network_policy: take(&network_policy_path),
             hpa: (hpa == Hpa::Applied).then(|| take(&hpa_path(name))),
         }
     }
@@ -1178,6 +1183,13 @@ spec:
             .await;
         assert_eq!(applied.workload["kind"], "Deployment");
         assert_eq!(applied.workload["spec"]["replicas"], 3);
+        // Ingress to the API from the job's own namespace only, by default.
+        assert_eq!(applied.network_policy["kind"], "NetworkPolicy");
+        assert_eq!(
+            applied.network_policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
+                ["matchExpressions"][0]["values"],
+            serde_json::json!([NS])
+        );
         let status = server.status_patch(&job).await;
         assert_eq!(status["phase"], "Running");
         assert_eq!(status["replicas"], 3);

@@ -55,6 +55,9 @@ const TOPIC_PATTERN: &str = r"^[a-zA-Z0-9._-]{1,249}$";
     validation = Rule::new("self.processor != 'feature-api' || has(self.redis)")
         .message("redis is required for feature-api")
         .field_path(".redis"),
+    validation = Rule::new("self.processor == 'feature-api' || !has(self.api)")
+        .message("api: only feature-api serves an API")
+        .field_path(".api"),
     validation = Rule::new("self.processor != 'cdc-processor' || !has(self.redis) || !has(self.redis.keyPrefix)")
         .message("redis.keyPrefix: cdc-processor writes no Redis keys")
         .field_path(".redis.keyPrefix"),
@@ -94,6 +97,15 @@ pub struct StreamJobSpec {
     /// Redis feature store the processor writes to (or, for feature-api, reads from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisSpec>,
+
+    /// feature-api's HTTP API: who may call it, how much at once, how long a request may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiSpec>,
+
+    /// Who may reach the pods' HTTP port (metrics, probes and feature-api's API): the operator
+    /// gives every job a NetworkPolicy admitting its own namespace and the ones listed here.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
 
     /// CPU and memory requests and limits of each replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,6 +267,67 @@ pub struct KafkaSpec {
     /// e.g. KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_secret_ref: Option<SecretRef>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSpec {
+    /// Secret whose key (`token` by default) holds the bearer token every request but the
+    /// probes and `/metrics` must carry (`FEATURE_API_AUTH_TOKEN`; 16 characters at least).
+    /// No authentication when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_secret_ref: Option<SecretKeyRef>,
+
+    /// Requests each replica handles at once; more are answered 503 at once
+    /// (`FEATURE_API_MAX_CONCURRENT_REQUESTS`; 256 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_concurrent_requests: Option<i32>,
+
+    /// Longest a request may take before it is answered 503 (`FEATURE_API_REQUEST_TIMEOUT`;
+    /// 2s when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = duration::PATTERN))]
+    pub request_timeout: Option<String>,
+}
+
+/// A key of a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(default = "default_token_key")]
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+fn default_token_key() -> String {
+    "token".into()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Restrict ingress to the HTTP port from the job's namespace and `allowFromNamespaces`.
+    /// When false the job's NetworkPolicy admits every source (it still exists, so turning
+    /// this on and off is one field).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Namespaces besides the job's own whose pods may reach the HTTP port (Prometheus's
+    /// namespace, an ingress controller's for feature-api).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_from_namespaces: Vec<String>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_from_namespaces: Vec::new(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -53,6 +53,8 @@ spec:
     windowSize: 5m
     fraudRules: "rules: []"
   upgradeMode: {upgrade_mode}
+  api: {{ authSecretRef: {{ name: api-token }}, maxConcurrentRequests: 32, requestTimeout: 3s }}
+  networkPolicy: {{ allowFromNamespaces: [monitoring] }}
 "#,
         processor = processor.name()
     );

@@ -35,6 +35,12 @@ merged over it. Argument: (list $ $name $job). */ -}}
 {{- if and $v.checkpoint.gcsEndpoint (hasKey $spec "checkpoint") (hasKey $spec.checkpoint "gcs") -}}
 {{- $_ := set $spec.checkpoint.gcs "endpoint" $v.checkpoint.gcsEndpoint -}}
 {{- end -}}
+{{- with $v.networkPolicy.allowFromNamespaces -}}
+{{- $_ := set $spec "networkPolicy" (dict "allowFromNamespaces" .) -}}
+{{- end -}}
+{{- if and $v.featureApi.authSecretName (eq (get $spec "processor") "feature-api") -}}
+{{- $_ := set $spec "api" (merge (dict "authSecretRef" (dict "name" $v.featureApi.authSecretName)) (default dict (get $spec "api"))) -}}
+{{- end -}}
 {{- toYaml (mergeOverwrite $spec (deepCopy (default dict $job.spec))) -}}
 {{- end -}}
 

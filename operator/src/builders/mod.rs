@@ -4,6 +4,7 @@
 
 mod autoscaler;
 mod metadata;
+mod network;
 mod pod;
 mod workload;
 
@@ -16,6 +17,7 @@ use crate::parallelism::{self, Plan};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 /// Operator-wide settings the builders need besides the job itself.
@@ -61,6 +63,7 @@ pub struct Desired {
     /// The HPA; `None` means any existing one is to be deleted.
     pub autoscaler: Option<HorizontalPodAutoscaler>,
     pub disruption_budget: PodDisruptionBudget,
+    pub network_policy: NetworkPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +106,7 @@ impl Desired {
         }
         add(serde_json::to_vec(&self.autoscaler));
         add(serde_json::to_vec(&self.disruption_budget));
+        add(serde_json::to_vec(&self.network_policy));
         hasher
             .finalize()
             .iter()
@@ -138,6 +142,7 @@ pub fn desired(
         service: workload::service(&meta),
         autoscaler: autoscaler::hpa(&meta, job, &plan, defaults)?,
         disruption_budget: workload::disruption_budget(&meta),
+        network_policy: network::network_policy(&meta, job),
         workload,
     })
 }

@@ -3,7 +3,7 @@
 
 use super::metadata::JobMeta;
 use super::{BuildError, Defaults};
-use crate::crd::{ProcessorKind, RedisSpec, StreamJob, UpgradeMode};
+use crate::crd::{ApiSpec, ProcessorKind, RedisSpec, StreamJob, UpgradeMode};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
@@ -127,7 +127,48 @@ fn environment(job: &StreamJob, namespace: &str, name: &str, partitions: i32) ->
     if let Some(redis) = &spec.redis {
         vars.extend(redis_environment(redis, spec.processor));
     }
+    if let (ProcessorKind::FeatureApi, Some(api)) = (spec.processor, &spec.api) {
+        vars.extend(api_environment(api));
+    }
     vars
+}
+
+/// feature-api's access settings; the token comes from its Secret, never from the spec.
+fn api_environment(api: &ApiSpec) -> Vec<EnvVar> {
+    let mut vars: Vec<EnvVar> = [
+        optional(
+            "FEATURE_API_MAX_CONCURRENT_REQUESTS",
+            api.max_concurrent_requests.map(|n| n.to_string()).as_ref(),
+        ),
+        optional("FEATURE_API_REQUEST_TIMEOUT", api.request_timeout.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if let Some(secret) = &api.auth_secret_ref {
+        vars.push(secret_env(
+            "FEATURE_API_AUTH_TOKEN",
+            &secret.name,
+            &secret.key,
+        ));
+    }
+    vars
+}
+
+/// A variable whose value is a Secret's key (the pod does not start without it).
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
 }
 
 fn optional(name: &str, value: Option<&String>) -> Option<EnvVar> {
@@ -215,18 +256,7 @@ fn upgrade_environment(mode: UpgradeMode) -> Vec<EnvVar> {
 fn redis_environment(redis: &RedisSpec, processor: ProcessorKind) -> Vec<EnvVar> {
     let mut vars = vec![env("REDIS_URL", redis.url.clone())];
     if let Some(secret) = &redis.password_secret_ref {
-        vars.push(EnvVar {
-            name: "REDIS_PASSWORD".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: "password".into(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        });
+        vars.push(secret_env("REDIS_PASSWORD", &secret.name, "password"));
     }
     if redis.ca_secret_ref.is_some() {
         vars.push(env(

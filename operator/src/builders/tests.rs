@@ -63,6 +63,7 @@ fn fraud_job_children_snapshot() {
     insta::assert_yaml_snapshot!("fraud_hpa", desired.autoscaler);
     insta::assert_yaml_snapshot!("fraud_pdb", desired.disruption_budget);
     insta::assert_yaml_snapshot!("fraud_service", desired.service);
+    insta::assert_yaml_snapshot!("fraud_network_policy", desired.network_policy);
 }
 
 #[test]
@@ -73,8 +74,14 @@ spec:
   processor: feature-api
   redis: { url: "redis://redis:6379" }
   parallelism: { replicas: 3 }
+  api:
+    authSecretRef: { name: feature-api-token }
+    maxConcurrentRequests: 64
+    requestTimeout: 1500ms
+  networkPolicy: { allowFromNamespaces: [ingress-nginx, monitoring, shop] }
 "#);
     let desired = desired(&api, 12, None, &defaults()).unwrap();
+    insta::assert_yaml_snapshot!("feature_api_network_policy", desired.network_policy);
     match &desired.workload {
         Workload::Stateless(deployment) => {
             insta::assert_yaml_snapshot!("feature_api_deployment", deployment)
@@ -435,4 +442,22 @@ fn desired_pod_env(yaml: &str) -> Vec<(String, Option<String>)> {
         .flatten()
         .map(|e| (e.name.clone(), e.value.clone()))
         .collect()
+}
+
+#[test]
+fn a_disabled_network_policy_admits_everything_instead_of_disappearing() {
+    let mut open = job(FRAUD);
+    open.spec.network_policy.enabled = false;
+    open.spec.network_policy.allow_from_namespaces = vec!["monitoring".into()];
+    let policy = desired(&open, 12, None, &defaults())
+        .unwrap()
+        .network_policy;
+    let spec = policy.spec.expect("a spec");
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_owned()]));
+    let rules = spec.ingress.expect("ingress rules");
+    assert_eq!(rules.len(), 1);
+    assert!(
+        rules[0].from.is_none() && rules[0].ports.is_none(),
+        "{rules:?}"
+    );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use trendstream_events::feature_store::{DEFAULT_PREFIX, parse_prefix};
-use trendstream_service::config::{CommonOptions, ServiceConfig};
+use trendstream_service::config::{CommonOptions, Secret, ServiceConfig};
 use trendstream_service::redis::RedisAuth;
 
 #[derive(Debug, Clone, Parser)]
@@ -50,6 +50,22 @@ pub struct Config {
     /// How often the dashboard's event stream polls the store (e.g. 1s).
     #[arg(long, env = "FEATURE_API_DASHBOARD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub dashboard_interval: Duration,
+
+    /// Bearer token every request but the probes and /metrics must carry
+    /// (`Authorization: Bearer <token>`; at least 16 characters). None: no authentication.
+    /// The operator sets it from the job's `api.authSecretRef`.
+    #[arg(long, env = "FEATURE_API_AUTH_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub auth_token: Option<Secret>,
+
+    /// Requests handled at once; more are answered 503 `overloaded` at once instead of queueing
+    /// (the probes are never refused).
+    #[arg(
+        long,
+        env = "FEATURE_API_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub max_concurrent_requests: u32,
 
     /// How long open requests and event streams get to finish on SIGTERM.
     #[arg(long, env = "FEATURE_API_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -104,6 +120,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be more than zero".into());
     }
     Ok(duration)
+}
+
+fn parse_token(text: &str) -> Result<Secret, String> {
+    if text.len() < 16 {
+        return Err("a token must have at least 16 characters".into());
+    }
+    if !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(
+            "a token must be printable ASCII without spaces (it travels in a header)".into(),
+        );
+    }
+    Ok(Secret::new(text))
 }
 
 fn parse_redis_url(text: &str) -> Result<String, String> {

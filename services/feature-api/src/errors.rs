@@ -15,12 +15,19 @@ pub enum ApiError {
     /// What was asked for does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// Redis is down, slow, or the request ran out of time.
+    /// Redis is down, slow, or the request ran out of time. The reason is logged, never
+    /// returned: a client learns nothing of the store's address or errors.
     #[error("the feature store is unavailable: {0}")]
     Unavailable(String),
-    /// A stored value does not decode (a writer broke the layout).
+    /// A stored value does not decode (a writer broke the layout). Logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The API requires a bearer token and the request has none or another.
+    #[error("a valid bearer token is required (Authorization: Bearer <token>)")]
+    Unauthorized,
+    /// More requests in flight than FEATURE_API_MAX_CONCURRENT_REQUESTS.
+    #[error("too many requests in flight; retry shortly")]
+    Overloaded,
 }
 
 impl ApiError {
@@ -35,8 +42,9 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -46,6 +54,17 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
+            Self::Unauthorized => "unauthorized",
+            Self::Overloaded => "overloaded",
+        }
+    }
+
+    /// What the client is told: the message, except the server-side detail of a failure.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Unavailable(_) => "the feature store is unavailable; retry shortly".into(),
+            Self::Internal(_) => "internal error; the server log has the detail".into(),
+            _ => self.to_string(),
         }
     }
 
@@ -54,7 +73,7 @@ impl ApiError {
         ErrorBody {
             error: ErrorDetail {
                 code: self.code().to_owned(),
-                message: self.to_string(),
+                message: self.public_message(),
                 parameter: match self {
                     Self::BadRequest { parameter, .. } => Some(parameter.clone()),
                     _ => None,
@@ -73,7 +92,7 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// `bad_request`, `not_found`, `unavailable` or `internal`.
+    /// `bad_request`, `not_found`, `unauthorized`, `overloaded`, `unavailable` or `internal`.
     pub code: String,
     pub message: String,
     /// The offending path or query parameter (400 only).
@@ -103,8 +122,12 @@ mod tests {
             body,
             serde_json::json!({"error": {"code": "bad_request", "message": "limit: too big", "parameter": "limit"}})
         );
-        let body = serde_json::to_value(ApiError::Unavailable("down".into()).body()).unwrap();
+        let body = serde_json::to_value(
+            ApiError::Unavailable("redis 10.0.0.5:6379: connection refused".into()).body(),
+        )
+        .unwrap();
         assert_eq!(body["error"]["code"], "unavailable");
+        assert!(!body.to_string().contains("10.0.0.5"), "{body}");
         assert!(body["error"].get("parameter").is_none());
         assert_eq!(
             ApiError::Unavailable(String::new()).status(),

@@ -2,6 +2,7 @@
 //! (layout: `trendstream_events::feature_store`), its OpenAPI document, RED metrics, health
 //! probes and a live dashboard fed by server-sent events.
 
+pub mod access;
 pub mod config;
 pub mod dashboard;
 pub mod errors;

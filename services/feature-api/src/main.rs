@@ -4,6 +4,7 @@ use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use feature_api::access::Access;
 use feature_api::config::Config;
 use feature_api::dashboard::spawn_poller;
 use feature_api::metrics::Metrics;
@@ -70,7 +71,11 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let state = AppState {
         store,
         metrics: Arc::new(Metrics::new()),
-        request_timeout: config.request_timeout,
+        access: Access::new(
+            config.auth_token.clone(),
+            config.max_concurrent_requests as usize,
+            config.request_timeout,
+        ),
         snapshots,
         shutdown,
     };

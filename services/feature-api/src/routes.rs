@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::middleware;
+use axum::response::Redirect;
 use axum::routing::get;
 use tokio::sync::watch;
 use tower::ServiceBuilder;
@@ -24,6 +23,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::access::{self, Access};
 use crate::dashboard;
 use crate::errors::ApiError;
 use crate::handlers;
@@ -35,7 +35,8 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    pub request_timeout: Duration,
+    /// Token, concurrency limit and request timeout of every route.
+    pub access: Access,
     /// The dashboard's latest snapshot ([`dashboard::spawn_poller`]).
     pub snapshots: dashboard::Snapshots,
     /// Turns true on shutdown: event streams end so the server can drain.
@@ -59,7 +60,6 @@ struct ApiDoc;
 
 /// The documented routes, and their OpenAPI document.
 fn documented(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let timeout = state.request_timeout;
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(handlers::user_features))
         .routes(routes!(handlers::user_sessions))
@@ -75,15 +75,13 @@ fn documented(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let mut doc = doc;
     doc.merge(health_doc);
-    let router = api
-        .merge(health)
-        .layer(middleware::from_fn_with_state(timeout, request_timeout));
-    (router, doc)
+    (api.merge(health), doc)
 }
 
 /// The whole application.
 pub fn app(state: AppState, cors_origins: &[String]) -> Router {
     let metrics = state.metrics.clone();
+    let access = state.access.clone();
     let (documented, doc) = documented(state.clone());
     let doc = Arc::new(doc);
     let router = Router::new()
@@ -99,6 +97,7 @@ pub fn app(state: AppState, cors_origins: &[String]) -> Router {
         .merge(dashboard::router(state))
         .route("/metrics", get(metrics::serve).with_state(metrics.clone()))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(access, access::guard))
         .route_layer(middleware::from_fn_with_state(metrics, metrics::track));
     let router = match cors(cors_origins) {
         Some(cors) => router.layer(cors),
@@ -131,15 +130,6 @@ pub fn app(state: AppState, cors_origins: &[String]) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
-}
-
-/// Answers 503 JSON when the handler has not finished within the request timeout.
-async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Unavailable(format!("no answer within the request timeout {limit:?}"))
-            .into_response(),
-    }
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
@@ -191,11 +181,17 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::StatusCode;
+    use std::time::Duration;
     use tower::ServiceExt;
     use trendstream_events::feature_store::KeySpace;
+    use trendstream_service::config::Secret;
 
     /// An app whose Redis is a closed port: everything that needs no Redis must still work.
     fn app_without_redis() -> Router {
+        app_with_access(Access::new(None, 8, Duration::from_secs(1)))
+    }
+
+    fn app_with_access(access: Access) -> Router {
         let store = Store::new(
             redis::Client::open("redis://127.0.0.1:1").expect("url"),
             KeySpace::default(),
@@ -206,7 +202,7 @@ mod tests {
         let state = AppState {
             store,
             metrics: Arc::new(Metrics::new()),
-            request_timeout: Duration::from_secs(1),
+            access,
             snapshots: watch::channel(Arc::from("")).1,
             shutdown,
         };
@@ -214,8 +210,15 @@ mod tests {
     }
 
     async fn get(path: &str) -> (StatusCode, serde_json::Value) {
-        let response = app_without_redis()
-            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+        send(app_without_redis(), Request::get(path)).await
+    }
+
+    async fn send(
+        app: Router,
+        request: axum::http::request::Builder,
+    ) -> (StatusCode, serde_json::Value) {
+        let response = app
+            .oneshot(request.body(Body::empty()).expect("request"))
             .await
             .expect("response");
         let status = response.status();
@@ -265,5 +268,64 @@ mod tests {
         assert_eq!(limit["name"], "limit");
         assert_eq!(limit["schema"]["maximum"], 1000);
         assert!(doc["components"]["schemas"]["Severity"]["enum"].is_array());
+    }
+
+    #[tokio::test]
+    async fn with_a_token_only_probes_and_metrics_are_open() {
+        let token = "0123456789abcdef-token";
+        let app = || {
+            app_with_access(Access::new(
+                Some(Secret::new(token)),
+                8,
+                Duration::from_secs(1),
+            ))
+        };
+        let (status, body) = send(app(), Request::get("/api/v1/alerts?limit=0")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+        for wrong in ["Bearer nope", "Basic abc", "Bearer 0123456789abcdef-toke"] {
+            let request = Request::get("/api/v1/alerts?limit=0").header("authorization", wrong);
+            assert_eq!(
+                send(app(), request).await.0,
+                StatusCode::UNAUTHORIZED,
+                "{wrong}"
+            );
+        }
+        for path in ["/dashboard", "/api/v1/openapi.json", "/no/such/route"] {
+            assert_eq!(
+                send(app(), Request::get(path)).await.0,
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+        }
+        let request = Request::get("/api/v1/alerts?limit=0")
+            .header("authorization", format!("Bearer {token}"));
+        assert_eq!(send(app(), request).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            send(app(), Request::get("/health/live")).await.0,
+            StatusCode::OK
+        );
+        let response = app()
+            .oneshot(
+                Request::get("/metrics")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn beyond_the_concurrency_limit_requests_are_shed_but_probes_answer() {
+        // No permit at all: every request is beyond the limit.
+        let app = || app_with_access(Access::new(None, 0, Duration::from_secs(1)));
+        let (status, body) = send(app(), Request::get("/api/v1/alerts?limit=0")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "overloaded");
+        assert_eq!(
+            send(app(), Request::get("/health/live")).await.0,
+            StatusCode::OK
+        );
     }
 }

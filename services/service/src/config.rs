@@ -85,6 +85,28 @@ pub fn redact_url_passwords(text: &str) -> String {
     out
 }
 
+/// A secret setting (a token, a password): its `Debug` never shows it, so the configuration
+/// logged at start does not either. Declare its argument with `hide_env_values = true` too.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Every environment variable a configuration reads: the `env` of each of its arguments,
 /// flattened ones included. The operator's contract test checks the pod environment against it.
 pub fn env_names<C: clap::CommandFactory>() -> BTreeSet<String> {
@@ -109,6 +131,13 @@ mod tests {
         /// A flag only.
         #[arg(long)]
         flag_only: bool,
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(secret.expose(), "hunter2");
     }
 
     #[test]
