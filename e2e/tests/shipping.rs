@@ -565,6 +565,48 @@ async fn the_operator_runs_with_nothing_but_the_charts_rbac() -> anyhow::Result<
     .await
 }
 
+/// The operator's RBAC is namespaced unless asked otherwise: by default a Role in the jobs'
+/// namespace, with the Argo CD Application's values a Role there and the namespace (kept on
+/// uninstall), and a ClusterRole only for `watchNamespace=""`.
+#[test]
+fn the_operators_rbac_is_namespaced_by_default_and_in_the_argocd_application() -> anyhow::Result<()>
+{
+    let tools = Tools::load()?;
+    let chart = "trendstream-operator";
+    let default = tools.render(chart, "trendstream-system", &[], &[])?;
+    assert!(default.contains("kind: Role\n"), "{default}");
+    assert!(
+        !default.contains("kind: ClusterRole"),
+        "no cluster-wide RBAC by default"
+    );
+    assert!(
+        default.contains("value: \"trendstream\""),
+        "WATCH_NAMESPACE trendstream"
+    );
+
+    let app: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(
+        repo().join("deploy/argocd/operator.yaml"),
+    )?)?;
+    let dir = tempdir()?;
+    let values = dir.path().join("argocd-values.yaml");
+    std::fs::write(
+        &values,
+        serde_yaml::to_string(&app["spec"]["source"]["helm"]["valuesObject"])?,
+    )?;
+    let argocd = tools.render(chart, "trendstream-system", &[values], &[])?;
+    assert!(!argocd.contains("kind: ClusterRole"), "{argocd}");
+    assert!(argocd.contains("kind: Namespace") && argocd.contains("helm.sh/resource-policy: keep"));
+
+    let everywhere = tools.render(
+        chart,
+        "trendstream-system",
+        &[],
+        &["watchNamespace=".to_owned()],
+    )?;
+    assert!(everywhere.contains("kind: ClusterRole\n"), "{everywhere}");
+    Ok(())
+}
+
 const API_TOKEN: &str = "shipping-token-0123456789";
 
 /// The feature-api pod of job `api` answers 401 without the Secret's token and serves with it;
