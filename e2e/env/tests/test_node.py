@@ -3,13 +3,17 @@ the settings this machine needs are in place."""
 
 import ipaddress
 import json
+import shutil
+import socket
 import sys
+import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tsenv import node  # noqa: E402
+from tsenv import node, paths  # noqa: E402
 
 
 class NodeConfigTest(unittest.TestCase):
@@ -45,6 +49,47 @@ class NodeConfigTest(unittest.TestCase):
         self.assertIn("volumeBindingMode: WaitForFirstConsumer", manifests)
         self.assertEqual(manifests.count("kind: PersistentVolume\n"), node.VOLUME_COUNT)
         self.assertEqual(manifests.count(f"values: [{node.NODE_NAME}]"), node.VOLUME_COUNT)
+
+
+class LeftoverNodeTest(unittest.TestCase):
+    """A node whose processes died with an earlier session (CI runs on such a machine) is removed
+    by the next `up` or `down`; a node something still serves is left alone."""
+
+    def setUp(self):
+        tmp = Path(tempfile.mkdtemp(dir="/tmp"))  # short: a unix socket path is limited to 108 bytes
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        self.root, self.run_dir, self.checkout = tmp / "lib", tmp / "run", tmp / "checkout"
+        for d in (self.root, self.run_dir / "containerd", self.checkout):
+            d.mkdir(parents=True)
+        self.socket_path = self.run_dir / "containerd" / "containerd.sock"
+        patches = [mock.patch.object(node, "ROOT", self.root), mock.patch.object(node, "RUN", self.run_dir),
+                   mock.patch.object(node, "CONTAINERD_SOCKET", self.socket_path),
+                   mock.patch.object(paths, "STATE", self.checkout),
+                   mock.patch.object(node, "_bridge_exists", return_value=False),
+                   mock.patch.object(node, "_remove_kube_chains"), mock.patch.object(node, "_remove_cgroups"),
+                   mock.patch.object(node, "_kill_pod_processes"),
+                   mock.patch.object(node.install, "go_tools", return_value=self.checkout / "no-tools")]
+        for patcher in patches:
+            patcher.start()
+            self.addCleanup(patcher.stop)
+        (self.root / node.STATE_FILE).write_text(json.dumps({"made": []}))
+
+    def test_a_node_nothing_serves_is_removed_without_this_checkouts_state(self):
+        self.socket_path.touch()  # a socket file whose containerd is gone
+        self.assertFalse(node._node_alive())
+        node.cleanup()
+        self.assertFalse(self.root.exists())
+        self.assertFalse(self.run_dir.exists())
+
+    def test_a_node_whose_containerd_answers_is_left_alone(self):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(str(self.socket_path))
+            server.listen(8)
+            self.assertTrue(node._node_alive())
+            node.cleanup()
+            self.assertTrue(self.root.exists())
+            with self.assertRaisesRegex(RuntimeError, "already running"):
+                node.create_bridge()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -60,13 +61,21 @@ def _bridge_exists() -> bool:
 
 def create_bridge() -> dict[str, str]:
     """The node's bridge and address; the first step of `up`, so components can listen on it."""
-    if _bridge_exists() or ROOT.exists() or RUN.exists():
-        raise RuntimeError(f"a node is already set up on this machine (bridge {BRIDGE}, {ROOT} or {RUN} "
-                           "exists); run e2e/env/down from the checkout that started it")
+    if _node_left():
+        if _node_alive():
+            raise RuntimeError(f"a node is already running on this machine (bridge {BRIDGE}, {ROOT}, {RUN}); "
+                               "run e2e/env/down from the checkout that started it")
+        # A run that ended without `down` (its processes killed with the machine's session):
+        # nothing of it serves any more, so its leftovers are ours to remove.
+        say(f"removing a node an earlier run left behind (bridge {BRIDGE}, {ROOT}, {RUN}; none of its "
+            "processes is alive)")
+        _remove_node(ROOT / STATE_FILE)
     ROOT.mkdir(parents=True)
     RUN.mkdir(parents=True)
     made = [str(p) for p in KUBELET_FIXED_PATHS if not p.exists()]
-    (paths.STATE / STATE_FILE).write_text(json.dumps({"made": made}))
+    # Also under ROOT: a later run from another checkout can clean up what this one leaves.
+    for state in (paths.STATE / STATE_FILE, ROOT / STATE_FILE):
+        state.write_text(json.dumps({"made": made}))
     _run("ip", "link", "add", BRIDGE, "type", "bridge")
     _run("ip", "addr", "add", f"{NODE_IP}/16", "dev", BRIDGE)
     _run("ip", "link", "set", BRIDGE, "up")
@@ -409,11 +418,45 @@ def _remove_kube_chains() -> None:
                 _run(tool, "-t", table, "-X", chain, check=False)
 
 
+def _node_left() -> bool:
+    return _bridge_exists() or ROOT.exists() or RUN.exists()
+
+
+def _node_alive() -> bool:
+    """Whether any process still serves a node: its containerd answering on the socket, a kubelet
+    on its root directory, or a shim of its containerd."""
+    if CONTAINERD_SOCKET.exists():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            try:
+                probe.connect(str(CONTAINERD_SOCKET))
+                return True
+            except OSError:
+                pass
+    kubelet_root = f"--root-dir={ROOT / 'kubelet'}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if kubelet_root in (entry / "cmdline").read_bytes().split(b"\0"):
+                return True
+        except OSError:
+            continue
+    return bool(_our_shims())
+
+
 def cleanup() -> None:
-    """After the processes stopped: shims, mounts, cgroups, Service rules, the bridge, host paths."""
+    """After the processes stopped: shims, mounts, cgroups, Service rules, the bridge, host paths.
+    Without a state of this checkout's, only a node nothing serves any more is removed."""
     state = paths.STATE / STATE_FILE
-    if not state.exists() and not _bridge_exists():
-        return
+    if not state.exists():
+        if not _node_left() or _node_alive():
+            return
+        state = ROOT / STATE_FILE
+    _remove_node(state)
+
+
+def _remove_node(state: Path) -> None:
     made = json.loads(state.read_text()).get("made", []) if state.exists() else []
     for pid in _our_shims():
         try:
@@ -435,7 +478,7 @@ def cleanup() -> None:
         _run("ip", "link", "delete", BRIDGE, check=False)
     for path in [ROOT, RUN, *map(Path, made)]:
         shutil.rmtree(path, ignore_errors=True)
-    state.unlink(missing_ok=True)
+    (paths.STATE / STATE_FILE).unlink(missing_ok=True)
     left = [str(p) for p in (ROOT, RUN) if p.exists()]
     if left:
         say(f"node cleanup: could not remove {', '.join(left)}")
