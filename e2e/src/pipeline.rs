@@ -6,6 +6,7 @@
 use crate::kafka::{Incoming, misplaced, partition_count, read_committed};
 use crate::oracle::{fraud, revenue, sessions};
 use crate::process::{Running, workspace_binary};
+use crate::processor::Deployment;
 use crate::redis::dump;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -77,6 +78,39 @@ impl Run {
 /// The seed of a run's traffic.
 pub const SEED: u64 = 20261123;
 
+/// The three processors of one run as local processes reading from `bootstrap` (with the
+/// `settings` every one gets, e.g. Kafka security), each with its own output, DLQ, late topic
+/// and Redis prefix; named by group.
+pub fn deployments(
+    bootstrap: &str,
+    redis: &str,
+    run: &Run,
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> anyhow::Result<Vec<(String, Deployment)>> {
+    let mut out = Vec::new();
+    for (processor, input) in PROCESSORS {
+        let group = run.group(processor);
+        let mut deployment = Deployment::new(processor, &group)?
+            .with("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+            .with("KAFKA_INPUT_TOPICS", run.input(input))
+            .with("KAFKA_OUTPUT_TOPIC", run.topic(processor, "out"))
+            .with("KAFKA_DLQ_TOPIC", run.topic(processor, "dlq"))
+            .with("KAFKA_LATE_TOPIC", run.topic(processor, "late"))
+            .with("IDLE_TIMEOUT", "24h")
+            .with("REDIS_URL", redis)
+            .with("REDIS_KEY_PREFIX", &group);
+        if processor == "revenue-calculator" {
+            deployment = deployment.with("KAFKA_PARTITIONS", partitions.to_string());
+        }
+        for (key, value) in settings {
+            deployment = deployment.with(key, *value);
+        }
+        out.push((group, deployment));
+    }
+    Ok(out)
+}
+
 /// Starts loadgen on this machine: `events` events to the run's topics, seeded, at `rate`
 /// events/s (0: as fast as it can), with planted fraud and poison pills; the events it sent go
 /// to `events_file`.
@@ -87,6 +121,19 @@ pub fn start_loadgen(
     rate: u32,
     seed: u64,
     events_file: &Path,
+) -> anyhow::Result<Running> {
+    start_loadgen_with(bootstrap, run, events, rate, seed, events_file, &[])
+}
+
+/// [`start_loadgen`] with environment `settings` (e.g. Kafka security).
+pub fn start_loadgen_with(
+    bootstrap: &str,
+    run: &Run,
+    events: u64,
+    rate: u32,
+    seed: u64,
+    events_file: &Path,
+    settings: &[(&str, &str)],
 ) -> anyhow::Result<Running> {
     let mut loadgen = Command::new(workspace_binary("loadgen")?);
     loadgen.args([
@@ -112,6 +159,7 @@ pub fn start_loadgen(
         "--events-file",
     ]);
     loadgen.arg(events_file);
+    loadgen.envs(settings.iter().copied());
     Running::start(loadgen, run.dir()?.join(format!("loadgen-{seed}.log")))
 }
 

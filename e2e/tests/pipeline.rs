@@ -8,39 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use trendstream_e2e::kafka::create_topic;
-use trendstream_e2e::pipeline::{self, Expected, PROCESSORS, Run};
-use trendstream_e2e::processor::{Deployment, Replica};
+use trendstream_e2e::pipeline::{self, Expected, Run};
+use trendstream_e2e::processor::Replica;
 use trendstream_e2e::{TestEnv, unique_name};
 
 const PARTITIONS: i32 = 6;
 const EVENTS: u64 = 200_000;
 /// How long the outputs may take to appear (debug builds, six processes on two cores).
 const DEADLINE: Duration = Duration::from_secs(900);
-
-/// The three processors of one run as local processes, each with its own output, DLQ, late
-/// topic and Redis prefix.
-fn deployments(env: &TestEnv, run: &Run) -> anyhow::Result<Vec<(String, Deployment)>> {
-    let bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")?;
-    let redis = env.get("REDIS_URL")?;
-    let mut out = Vec::new();
-    for (processor, input) in PROCESSORS {
-        let group = run.group(processor);
-        let mut deployment = Deployment::new(processor, &group)?
-            .with("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
-            .with("KAFKA_INPUT_TOPICS", run.input(input))
-            .with("KAFKA_OUTPUT_TOPIC", run.topic(processor, "out"))
-            .with("KAFKA_DLQ_TOPIC", run.topic(processor, "dlq"))
-            .with("KAFKA_LATE_TOPIC", run.topic(processor, "late"))
-            .with("IDLE_TIMEOUT", "24h")
-            .with("REDIS_URL", redis)
-            .with("REDIS_KEY_PREFIX", &group);
-        if processor == "revenue-calculator" {
-            deployment = deployment.with("KAFKA_PARTITIONS", PARTITIONS.to_string());
-        }
-        out.push((group, deployment));
-    }
-    Ok(out)
-}
 
 async fn run_pipeline(chaos: bool) -> anyhow::Result<()> {
     let env = TestEnv::load()?;
@@ -50,7 +25,7 @@ async fn run_pipeline(chaos: bool) -> anyhow::Result<()> {
     create_topic(&bootstrap, &run.orders, PARTITIONS).await?;
     let events_file = run.dir()?.join("events.jsonl");
 
-    let jobs = deployments(&env, &run)?;
+    let jobs = pipeline::deployments(&bootstrap, env.get("REDIS_URL")?, &run, PARTITIONS, &[])?;
     let mut replicas: Vec<(usize, String, Replica)> = Vec::new();
     for (index, (group, deployment)) in jobs.iter().enumerate() {
         for replica in 0..2 {

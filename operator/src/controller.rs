@@ -15,7 +15,7 @@ use crate::{duration, rollback};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -29,6 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use trendstream_service::kafka::{KafkaCluster, KafkaSecurity};
 
 pub const FINALIZER: &str = "trendstream.io/cleanup";
 
@@ -393,7 +394,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
     );
     // Measured while suspended too: the lag a stopped job builds up is what it will face.
     if job.spec.processor.is_stateful() {
-        observed.consumer_lag = lag(job, ctx);
+        observed.consumer_lag = lag(job, ctx).await;
     }
     let phase = report(job, ctx, &observed).await?;
     Ok(Action::requeue(
@@ -515,28 +516,62 @@ async fn partitions(job: &StreamJob, ctx: &Context) -> Result<i32, String> {
     if !job.spec.processor.is_stateful() {
         return Ok(1);
     }
-    let Some(bootstrap) = job.spec.kafka.bootstrap_servers.as_deref() else {
-        return Err("spec.kafka.bootstrapServers is not set".into());
-    };
+    let kafka = kafka_cluster(job, ctx)
+        .await?
+        .ok_or("spec.kafka.bootstrapServers is not set")?;
     let topics = input_topics(job);
-    ctx.kafka
-        .partitions(bootstrap, &topics)
-        .await
-        .map_err(|err| {
-            format!(
-                "cannot discover the partitions of {}: {err}",
-                topics.join(",")
-            )
-        })
+    ctx.kafka.partitions(&kafka, &topics).await.map_err(|err| {
+        format!(
+            "cannot discover the partitions of {}: {err}",
+            topics.join(",")
+        )
+    })
 }
 
-fn lag(job: &StreamJob, ctx: &Context) -> Option<i64> {
-    let bootstrap = job.spec.kafka.bootstrap_servers.as_deref()?;
+/// The job's brokers, reached as its pods reach them: with the `KAFKA_*` keys of its
+/// `kafka.securitySecretRef` Secret. `None` without bootstrap servers.
+async fn kafka_cluster(job: &StreamJob, ctx: &Context) -> Result<Option<KafkaCluster>, String> {
+    let Some(bootstrap) = job.spec.kafka.bootstrap_servers.as_deref() else {
+        return Ok(None);
+    };
+    let security = match &job.spec.kafka.security_secret_ref {
+        None => KafkaSecurity::default(),
+        Some(secret_ref) => {
+            let namespace = job.namespace().unwrap_or_default();
+            let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+                .get(&secret_ref.name)
+                .await
+                .map_err(|err| {
+                    format!(
+                        "cannot read kafka.securitySecretRef {}: {err}",
+                        secret_ref.name
+                    )
+                })?;
+            let data = secret.data.unwrap_or_default();
+            let variables: Vec<(&str, String)> = data
+                .iter()
+                .map(|(key, value)| (key.as_str(), String::from_utf8_lossy(&value.0).into_owned()))
+                .collect();
+            KafkaSecurity::from_variables(variables.iter().map(|(k, v)| (*k, v.as_str())))
+                .map_err(|err| format!("kafka.securitySecretRef {}: {err}", secret_ref.name))?
+        }
+    };
+    Ok(Some(KafkaCluster::new(bootstrap, security)))
+}
+
+async fn lag(job: &StreamJob, ctx: &Context) -> Option<i64> {
+    let kafka = match kafka_cluster(job, ctx).await {
+        Ok(kafka) => kafka?,
+        Err(err) => {
+            tracing::debug!(job = %key(job), %err, "consumer lag unavailable");
+            return job.status.as_ref().and_then(|s| s.consumer_lag);
+        }
+    };
     ctx.lag
         .observe(LagTarget {
             namespace: job.namespace().unwrap_or_default(),
             name: job.name_any(),
-            bootstrap: bootstrap.to_owned(),
+            kafka,
             group: consumer_group(job),
             topics: input_topics(job),
         })

@@ -6,13 +6,13 @@
 //! threads and buffers alive for every job the operator manages). The clients read
 //! `read_committed`, so a partition's end is its last stable offset.
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use trendstream_service::kafka::KafkaCluster;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
@@ -59,7 +59,11 @@ impl KafkaInspector {
     }
 
     /// The partition count of `topics` (the largest, should they differ).
-    pub async fn partitions(&self, bootstrap: &str, topics: &[String]) -> Result<i32, KafkaError> {
+    pub async fn partitions(
+        &self,
+        kafka: &KafkaCluster,
+        topics: &[String],
+    ) -> Result<i32, KafkaError> {
         match self {
             Self::Fixed { partitions, .. } => topics
                 .iter()
@@ -68,7 +72,7 @@ impl KafkaInspector {
                         .get(t)
                         .copied()
                         .ok_or_else(|| KafkaError::NoSuchTopic {
-                            bootstrap: bootstrap.to_owned(),
+                            bootstrap: kafka.to_string(),
                             topic: t.clone(),
                         })
                 })
@@ -80,13 +84,10 @@ impl KafkaInspector {
                     .acquire()
                     .await
                     .map_err(|e| KafkaError::Join(e.to_string()))?;
-                let (bootstrap, topics, timeout) =
-                    (bootstrap.to_owned(), topics.to_vec(), *timeout);
-                tokio::task::spawn_blocking(move || {
-                    partitions_blocking(&bootstrap, &topics, timeout)
-                })
-                .await
-                .map_err(|e| KafkaError::Join(e.to_string()))?
+                let (kafka, topics, timeout) = (kafka.clone(), topics.to_vec(), *timeout);
+                tokio::task::spawn_blocking(move || partitions_blocking(&kafka, &topics, timeout))
+                    .await
+                    .map_err(|e| KafkaError::Join(e.to_string()))?
             }
         }
     }
@@ -95,7 +96,7 @@ impl KafkaInspector {
     /// offset counts from its start.
     pub async fn partition_lags(
         &self,
-        bootstrap: &str,
+        kafka: &KafkaCluster,
         group: &str,
         topics: &[String],
     ) -> Result<Vec<PartitionLag>, KafkaError> {
@@ -114,25 +115,19 @@ impl KafkaInspector {
                     .acquire()
                     .await
                     .map_err(|e| KafkaError::Join(e.to_string()))?;
-                let (bootstrap, group, topics, timeout) = (
-                    bootstrap.to_owned(),
-                    group.to_owned(),
-                    topics.to_vec(),
-                    *timeout,
-                );
-                tokio::task::spawn_blocking(move || {
-                    lag_blocking(&bootstrap, &group, &topics, timeout)
-                })
-                .await
-                .map_err(|e| KafkaError::Join(e.to_string()))?
+                let (kafka, group, topics, timeout) =
+                    (kafka.clone(), group.to_owned(), topics.to_vec(), *timeout);
+                tokio::task::spawn_blocking(move || lag_blocking(&kafka, &group, &topics, timeout))
+                    .await
+                    .map_err(|e| KafkaError::Join(e.to_string()))?
             }
         }
     }
 }
 
-fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn consumer(kafka: &KafkaCluster, group: &str) -> Result<BaseConsumer, KafkaError> {
+    kafka
+        .client_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("client.id", "trendstream-operator")
@@ -141,7 +136,7 @@ fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
         .set("log_level", "3")
         .create()
         .map_err(|source| KafkaError::Client {
-            bootstrap: bootstrap.to_owned(),
+            bootstrap: kafka.to_string(),
             source,
         })
 }
@@ -174,11 +169,12 @@ fn topic_partitions(
 }
 
 fn partitions_blocking(
-    bootstrap: &str,
+    kafka: &KafkaCluster,
     topics: &[String],
     timeout: Duration,
 ) -> Result<i32, KafkaError> {
-    let consumer = consumer(bootstrap, "trendstream-operator")?;
+    let consumer = consumer(kafka, "trendstream-operator")?;
+    let bootstrap = &kafka.to_string();
     let mut max = 0;
     for topic in topics {
         max = max.max(topic_partitions(&consumer, bootstrap, topic, timeout)?);
@@ -187,16 +183,17 @@ fn partitions_blocking(
 }
 
 fn lag_blocking(
-    bootstrap: &str,
+    kafka: &KafkaCluster,
     group: &str,
     topics: &[String],
     timeout: Duration,
 ) -> Result<Vec<PartitionLag>, KafkaError> {
+    let bootstrap = &kafka.to_string();
     let client_error = |source| KafkaError::Client {
         bootstrap: bootstrap.to_owned(),
         source,
     };
-    let consumer = consumer(bootstrap, group)?;
+    let consumer = consumer(kafka, group)?;
     let mut list = TopicPartitionList::new();
     for topic in topics {
         for partition in 0..topic_partitions(&consumer, bootstrap, topic, timeout)? {

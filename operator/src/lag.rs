@@ -11,13 +11,14 @@ use crate::metrics::{JobMetrics, PartitionSeries};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use trendstream_service::kafka::KafkaCluster;
 
 /// What to ask the broker about one job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LagTarget {
     pub namespace: String,
     pub name: String,
-    pub bootstrap: String,
+    pub kafka: KafkaCluster,
     pub group: String,
     pub topics: Vec<String>,
 }
@@ -118,7 +119,7 @@ impl LagMonitor {
                 async move {
                     let answer = monitor
                         .kafka
-                        .partition_lags(&target.bootstrap, &target.group, &target.topics)
+                        .partition_lags(&target.kafka, &target.group, &target.topics)
                         .await;
                     match answer {
                         Ok(lags) => monitor.record(&target, &lags, Instant::now()),
@@ -208,7 +209,7 @@ mod tests {
         LagTarget {
             namespace: "shop".into(),
             name: "fraud".into(),
-            bootstrap: "kafka:9092".into(),
+            kafka: KafkaCluster::new("kafka:9092", Default::default()),
             group: "shop.fraud".into(),
             topics: vec!["orders".into()],
         }

@@ -42,6 +42,11 @@ logger.state.level = WARN
 """
 
 
+# The SCRAM user of the SASL_SSL listener (a test password: the broker listens on loopback only).
+KAFKA_SASL_USER = "trendstream"
+KAFKA_SASL_PASSWORD = "kafka-test-s3cret"
+
+
 def start_kafka(ctx: dict):
     libs = install.kafka()
     home = paths.STATE / "kafka"
@@ -51,7 +56,16 @@ def start_kafka(ctx: dict):
     # listener it bootstrapped from, so pods get the node's and host tests 127.0.0.1.
     node_ip = ctx.get("node_ip")
     node_port = procs.free_port() if node_ip else None
-    listeners = [f"PLAINTEXT://127.0.0.1:{port}"] + ([f"NODE://{node_ip}:{node_port}"] if node_ip else [])
+    # A third, as managed Kafka is reached: TLS (a certificate from a CA of the environment's own)
+    # and SASL/SCRAM-SHA-512 with a user the storage is formatted with.
+    secure_port = procs.free_port()
+    listeners = [f"PLAINTEXT://127.0.0.1:{port}", f"SASL_SSL://127.0.0.1:{secure_port}"] \
+        + ([f"NODE://{node_ip}:{node_port}"] if node_ip else [])
+    tls = home / "tls"
+    pki.make_ca(tls, "trendstream-kafka-test-ca")
+    pki.issue(tls, "broker", "/CN=127.0.0.1", "IP:127.0.0.1")
+    # Kafka's PEM key store: the private key (unencrypted PKCS#8) and the certificate in one file.
+    (tls / "broker.pem").write_text((tls / "broker.key").read_text() + (tls / "broker.crt").read_text())
     (home / "log4j2.properties").write_text(KAFKA_LOG4J)
     # One node that is both broker and controller. Transactions need their internal topics to be
     # satisfiable on one node, hence replication factor 1 and min ISR 1 throughout.
@@ -63,7 +77,11 @@ listeners={",".join(listeners)},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners={",".join(listeners)}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,NODE:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,NODE:PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location={tls / 'broker.pem'}
 log.dirs={home / 'data'}
 num.partitions=12
 auto.create.topics.enable=true
@@ -88,7 +106,9 @@ transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
     with open(format_log, "wb") as log:
         # One argument: a base64 id may begin with "-", which would read as an option.
         result = subprocess.run(java + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                                        "-c", str(home / "server.properties")],
+                                        "-c", str(home / "server.properties"),
+                                        f"--add-scram=SCRAM-SHA-512=[name={KAFKA_SASL_USER},"
+                                        f"password={KAFKA_SASL_PASSWORD}]"],
                                 stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise RuntimeError(f"formatting Kafka's storage failed; see {format_log}:\n"
@@ -98,7 +118,11 @@ transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
     def ready():
         return procs.tcp_open(port) and "Kafka Server started" in Path(entry.log).read_text(errors="replace")
 
-    env = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
+    env = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+           "KAFKA_SASL_SSL_BOOTSTRAP_SERVERS": f"127.0.0.1:{secure_port}",
+           "KAFKA_TEST_CA_CERT": str(tls / "ca.crt"),
+           "KAFKA_TEST_SASL_USERNAME": KAFKA_SASL_USER,
+           "KAFKA_TEST_SASL_PASSWORD": KAFKA_SASL_PASSWORD}
     if node_ip:
         env["NODE_KAFKA_BOOTSTRAP_SERVERS"] = f"{node_ip}:{node_port}"
     return env, lambda: procs.wait_until(entry, "broker started", ready, 120)

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cdc_processor::config::Config;
 use cdc_processor::processor::{CdcProcessor, OutputTopics};
-use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use trendstream_runtime::changelog::{TopicSpec, ensure_topics, partition_count};
 use trendstream_service::config::load_config;
@@ -15,7 +14,7 @@ use trendstream_service::config::load_config;
 /// Creates the output topics if needed and reads their partition counts (records are sent to
 /// the partition of their key, so the counts must be the broker's).
 fn output_topics(config: &Config) -> anyhow::Result<OutputTopics> {
-    let bootstrap = &config.runtime.bootstrap_servers;
+    let kafka = config.runtime.kafka();
     let specs: Vec<TopicSpec> = [&config.runtime.output_topic, &config.inventory_topic]
         .into_iter()
         .map(|name| TopicSpec {
@@ -30,13 +29,13 @@ fn output_topics(config: &Config) -> anyhow::Result<OutputTopics> {
         .context("starting a tokio runtime")?;
     tokio
         .block_on(ensure_topics(
-            bootstrap,
+            &kafka,
             config.runtime.changelog_replication_factor,
             &specs,
         ))
         .context("creating the output topics")?;
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let probe: BaseConsumer = kafka
+        .client_config()
         .create()
         .context("creating a metadata client")?;
     let count = |topic: &str| -> anyhow::Result<i32> {
@@ -49,7 +48,7 @@ fn output_topics(config: &Config) -> anyhow::Result<OutputTopics> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        anyhow::bail!("topic {topic} has no partitions on {bootstrap}")
+        anyhow::bail!("topic {topic} has no partitions on {kafka}")
     };
     Ok(OutputTopics {
         orders: config.runtime.output_topic.clone(),

@@ -29,7 +29,7 @@ pub fn run(config: &Config) -> anyhow::Result<Summary> {
     let kafka = if config.dry_run {
         None
     } else {
-        Some(KafkaSink::connect(&config.bootstrap_servers)?)
+        Some(KafkaSink::connect(&config.kafka(), METADATA_TIMEOUT)?)
     };
     let partitions = match &kafka {
         Some(sink) => Partitions {

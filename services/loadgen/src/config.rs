@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use thiserror::Error;
 use trendstream_service::config::{CommonOptions, ServiceConfig};
+use trendstream_service::kafka::{KafkaCluster, KafkaSecurity};
 
 use crate::generator::GenConfig;
 use crate::record::Partitions;
@@ -32,6 +33,8 @@ pub struct Config {
         default_value = "127.0.0.1:9092"
     )]
     pub bootstrap_servers: String,
+    #[command(flatten)]
+    pub kafka_security: KafkaSecurity,
     /// Topic of the click events.
     #[arg(long, env = "LOADGEN_CLICKS_TOPIC", default_value = "clickstream")]
     pub clicks_topic: String,
@@ -130,6 +133,10 @@ pub struct ConfigError {
 }
 
 impl Config {
+    pub fn kafka(&self) -> KafkaCluster {
+        KafkaCluster::new(self.bootstrap_servers.clone(), self.kafka_security.clone())
+    }
+
     /// Cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field, reason: String| Err(ConfigError { field, reason });
@@ -155,6 +162,9 @@ impl Config {
             if topic.trim().is_empty() {
                 return err(field, "must not be empty".to_owned());
             }
+        }
+        if let Err(reason) = self.kafka_security.validate() {
+            return err("Kafka security", reason.to_string());
         }
         if !self.dry_run && self.bootstrap_servers.trim().is_empty() {
             return err("--bootstrap-servers", "must not be empty".to_owned());

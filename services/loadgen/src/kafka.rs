@@ -5,18 +5,21 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
 
+use trendstream_service::kafka::{KafkaCluster, KafkaUnreachable};
+
 use crate::record::Record;
 
 /// Kafka went wrong.
 #[derive(Debug, Error)]
 pub enum KafkaSinkError {
+    #[error(transparent)]
+    Unreachable(#[from] KafkaUnreachable),
     #[error("cannot create the Kafka producer for {bootstrap}: {source}")]
     Create {
         bootstrap: String,
@@ -93,10 +96,13 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    /// An idempotent producer for `bootstrap`.
-    pub fn connect(bootstrap: &str) -> Result<Self, KafkaSinkError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+    /// An idempotent producer for `kafka`, once its brokers answered (a wrong password or
+    /// certificate is reported with its reason instead of as a timeout later).
+    pub fn connect(kafka: &KafkaCluster, timeout: Duration) -> Result<Self, KafkaSinkError> {
+        kafka.check_reachable(timeout)?;
+        let bootstrap = kafka.to_string();
+        let producer = kafka
+            .client_config()
             .set("client.id", "loadgen")
             // A metadata lookup must not create a missing topic with the broker's defaults.
             .set("allow.auto.create.topics", "false")
@@ -108,11 +114,11 @@ impl KafkaSink {
             .set("queue.buffering.max.messages", "1000000")
             .create_with_context(Deliveries::default())
             .map_err(|source| KafkaSinkError::Create {
-                bootstrap: bootstrap.to_owned(),
+                bootstrap: bootstrap.clone(),
                 source: Box::new(source),
             })?;
         Ok(Self {
-            bootstrap: bootstrap.to_owned(),
+            bootstrap,
             producer,
         })
     }

@@ -240,7 +240,7 @@ fn main() -> std::process::ExitCode {
         (Some(n), _) => n,
         (None, true) => 0,
         (None, false) => match trendstream_runtime::changelog::topic_partitions(
-            &config.runtime.bootstrap_servers,
+            &config.runtime.kafka(),
             &config.runtime.input_topics[0],
         ) {
             Ok(n) if n > 0 => n,

@@ -3,17 +3,16 @@
 use crate::state::{PartitionState, StateError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
-use trendstream_service::kafka::QuietEof;
+use trendstream_service::kafka::{KafkaCluster, QuietEof};
 
 const BATCH: usize = 1_000;
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(600);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangelogError {
@@ -42,17 +41,18 @@ pub struct TopicSpec {
 
 /// Creates the topics that do not exist yet (already existing is fine).
 pub async fn ensure_topics(
-    bootstrap: &str,
+    kafka: &KafkaCluster,
     replication: i32,
     topics: &[TopicSpec],
 ) -> Result<(), ChangelogError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|source| ChangelogError::Kafka {
-            topic: "(admin)".into(),
-            source,
-        })?;
+    let admin: AdminClient<DefaultClientContext> =
+        kafka
+            .client_config()
+            .create()
+            .map_err(|source| ChangelogError::Kafka {
+                topic: "(admin)".into(),
+                source,
+            })?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -81,15 +81,16 @@ pub async fn ensure_topics(
     Ok(())
 }
 
-/// The partition count of `topic` (0 when it does not exist), asking the broker at `bootstrap`.
-pub fn topic_partitions(bootstrap: &str, topic: &str) -> Result<usize, ChangelogError> {
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|source| ChangelogError::Kafka {
-            topic: topic.to_owned(),
-            source,
-        })?;
+/// The partition count of `topic` (0 when it does not exist), asking the brokers.
+pub fn topic_partitions(kafka: &KafkaCluster, topic: &str) -> Result<usize, ChangelogError> {
+    let probe: BaseConsumer =
+        kafka
+            .client_config()
+            .create()
+            .map_err(|source| ChangelogError::Kafka {
+                topic: topic.to_owned(),
+                source,
+            })?;
     partition_count(&probe, topic).map(|n| usize::try_from(n).unwrap_or(0))
 }
 
@@ -115,17 +116,17 @@ pub fn partition_count<C: ConsumerContext>(
 
 /// A consumer outside any group that reads committed records only.
 fn restore_consumer(
-    bootstrap: &str,
+    kafka: &KafkaCluster,
     topics: &[String],
 ) -> Result<BaseConsumer<QuietEof>, ChangelogError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    kafka
+        .client_config()
         .set("group.id", "trendstream-restore")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
-        .create_with_context(QuietEof)
+        .create_with_context(QuietEof::default())
         .map_err(|source| ChangelogError::Kafka {
             topic: topics.join(","),
             source,
@@ -135,11 +136,11 @@ fn restore_consumer(
 /// The end of partition `partition` of each topic: its last stable offset, where the next
 /// committed record will be (a stateless fresh start begins its changelogs there).
 pub fn end_offsets(
-    bootstrap: &str,
+    kafka: &KafkaCluster,
     topics: &[String],
     partition: i32,
 ) -> Result<Vec<i64>, ChangelogError> {
-    let consumer = restore_consumer(bootstrap, topics)?;
+    let consumer = restore_consumer(kafka, topics)?;
     topics
         .iter()
         .map(|topic| {
@@ -156,11 +157,11 @@ pub fn end_offsets(
 /// Replays each store's changelog into `state`, from the position the state recorded to the
 /// end of the log (read_committed: only committed transactions). Returns records replayed.
 pub fn replay(
-    bootstrap: &str,
+    kafka: &KafkaCluster,
     state: &mut PartitionState,
     topics: &[String],
 ) -> Result<u64, ChangelogError> {
-    let consumer = restore_consumer(bootstrap, topics)?;
+    let consumer = restore_consumer(kafka, topics)?;
     let partition = state.partition();
     let mut replayed = 0;
     for (index, topic) in topics.iter().enumerate() {

@@ -17,10 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use trendstream_checkpoint::{CheckpointStore, GcsClient, GcsConfig};
+use trendstream_service::kafka::KafkaCluster;
 
 pub struct Checkpointer {
     state_dir: PathBuf,
-    bootstrap: String,
+    kafka: KafkaCluster,
     group: String,
     interval: Duration,
     retained: usize,
@@ -38,7 +39,7 @@ pub struct Checkpointer {
 /// Settings of a [`Checkpointer`].
 pub struct CheckpointSettings {
     pub state_dir: PathBuf,
-    pub bootstrap: String,
+    pub kafka: KafkaCluster,
     pub group: String,
     pub interval: Duration,
     pub retained: usize,
@@ -61,7 +62,7 @@ impl Checkpointer {
             .set(settings.interval.as_secs_f64());
         Ok(Self {
             state_dir: settings.state_dir,
-            bootstrap: settings.bootstrap,
+            kafka: settings.kafka,
             group: settings.group,
             interval: settings.interval,
             retained: settings.retained,
@@ -125,8 +126,7 @@ impl Checkpointer {
                 self.open_epoch(partition, &dir, stores, start, mark)?
             }
             PartitionStart::Fresh(epoch) => {
-                let changelog_start =
-                    changelog::end_offsets(&self.bootstrap, changelogs, partition)?;
+                let changelog_start = changelog::end_offsets(&self.kafka, changelogs, partition)?;
                 let mark = EpochMark {
                     epoch: epoch.clone(),
                     changelog_start,
@@ -134,7 +134,7 @@ impl Checkpointer {
                 open_empty(partition, &dir, stores, mark)?
             }
         };
-        let replayed = changelog::replay(&self.bootstrap, &mut state, changelogs)?;
+        let replayed = changelog::replay(&self.kafka, &mut state, changelogs)?;
         Ok((state, replayed))
     }
 

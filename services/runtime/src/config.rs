@@ -8,6 +8,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 use trendstream_service::duration;
+use trendstream_service::kafka::{KafkaCluster, KafkaSecurity};
 use trendstream_service::redis::RedisAuth;
 
 const MIN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(1);
@@ -23,6 +24,9 @@ pub struct RuntimeOptions {
     /// Kafka bootstrap servers, `host:port[,host:port]`.
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: String,
+
+    #[command(flatten)]
+    pub kafka_security: KafkaSecurity,
 
     /// Input topics, comma-separated; co-partitioned (partition N of each is one task).
     #[arg(
@@ -183,6 +187,9 @@ impl RuntimeOptions {
                 message: message.to_owned(),
             })
         };
+        if let Err(err) = self.kafka_security.validate() {
+            return fail("Kafka security", &err.to_string());
+        }
         if self.input_topics.iter().any(|t| t.trim().is_empty()) {
             return fail("KAFKA_INPUT_TOPICS", "empty topic name");
         }
@@ -255,6 +262,11 @@ impl RuntimeOptions {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The brokers and how to reach them, for every client the runtime makes.
+    pub fn kafka(&self) -> KafkaCluster {
+        KafkaCluster::new(self.bootstrap_servers.clone(), self.kafka_security.clone())
     }
 
     pub fn dlq_topic(&self, service: &str) -> String {

@@ -14,7 +14,6 @@ use crate::rejection::MAX_RECORD_BYTES;
 use crate::state::RUNTIME_STORE;
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
@@ -145,7 +144,7 @@ pub fn run<P: Processor>(
     }
     tokio
         .block_on(changelog::ensure_topics(
-            &options.bootstrap_servers,
+            &options.kafka(),
             options.changelog_replication_factor,
             &topics,
         ))
@@ -187,7 +186,7 @@ pub fn run<P: Processor>(
     let checkpointer = Checkpointer::new(
         CheckpointSettings {
             state_dir: options.state_dir.clone(),
-            bootstrap: options.bootstrap_servers.clone(),
+            kafka: options.kafka(),
             group: options.consumer_group.clone(),
             interval: options.checkpoint_interval,
             retained: options.checkpoint_retained,
@@ -218,8 +217,9 @@ pub fn run<P: Processor>(
         .chain(&internal)
         .map(String::as_str)
         .collect();
-    let consumer: BaseConsumer<RebalanceHandler<P>> = ClientConfig::new()
-        .set("bootstrap.servers", &options.bootstrap_servers)
+    let consumer: BaseConsumer<RebalanceHandler<P>> = options
+        .kafka()
+        .client_config()
         .set("group.id", &options.consumer_group)
         .set("group.instance.id", &options.instance_id)
         .set(
@@ -277,8 +277,9 @@ fn transactional_producer(
     options: &RuntimeOptions,
     changelogs: &[String],
 ) -> Result<TxnProducer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &options.bootstrap_servers)
+    options
+        .kafka()
+        .client_config()
         .set("transactional.id", options.transactional_id())
         .set(
             "transaction.timeout.ms",
@@ -412,8 +413,11 @@ fn shutdown<P: Processor>(
 }
 
 fn metadata_client(options: &RuntimeOptions) -> anyhow::Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &options.bootstrap_servers)
+    let kafka = options.kafka();
+    // First: a wrong password or certificate ends the start with the reason, not a retry loop.
+    kafka.check_reachable(changelog::REQUEST_TIMEOUT)?;
+    kafka
+        .client_config()
         .create()
         .context("creating a metadata client")
 }
@@ -427,7 +431,7 @@ fn input_partitions(probe: &BaseConsumer, options: &RuntimeOptions) -> anyhow::R
         if count == 0 {
             anyhow::bail!(
                 "KAFKA_INPUT_TOPICS: topic {topic} does not exist on {}",
-                options.bootstrap_servers
+                options.kafka()
             );
         }
         counts.push((topic.clone(), count));

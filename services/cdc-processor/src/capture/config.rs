@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use trendstream_service::config::{CommonOptions, ServiceConfig};
 use trendstream_service::duration;
+use trendstream_service::kafka::{KafkaCluster, KafkaSecurity};
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
     duration::parse(value).map_err(|err| err.to_string())
@@ -35,6 +36,8 @@ pub struct CaptureConfig {
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: String,
+    #[command(flatten)]
+    pub kafka_security: KafkaSecurity,
     /// Topic prefix (Debezium's `topic.prefix`): records go to `<prefix>.<schema>.<table>`.
     #[arg(long, env = "CDC_TOPIC_PREFIX", default_value = "shop")]
     pub topic_prefix: String,
@@ -108,6 +111,10 @@ impl CaptureConfig {
                 message: "must not be empty".into(),
             });
         }
+        self.kafka_security.validate().map_err(|err| ConfigError {
+            field: "Kafka security",
+            message: err.to_string(),
+        })?;
         if self.topic_prefix.trim().is_empty() || self.topic_prefix.contains(char::is_whitespace) {
             return Err(ConfigError {
                 field: "CDC_TOPIC_PREFIX",
@@ -129,6 +136,10 @@ impl CaptureConfig {
         self.offsets_topic
             .clone()
             .unwrap_or_else(|| format!("{}.pg-capture-offsets", self.topic_prefix))
+    }
+
+    pub fn kafka(&self) -> KafkaCluster {
+        KafkaCluster::new(self.bootstrap_servers.clone(), self.kafka_security.clone())
     }
 
     /// Stable across restarts, so a restarted capture fences the one it replaces.

@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use trendstream_service::kafka::QuietEof;
+use trendstream_service::kafka::{KafkaCluster, QuietEof};
 
 use super::envelope::KafkaRecord;
 use super::offsets::CaptureOffset;
@@ -47,12 +46,12 @@ pub struct Sink {
 impl Sink {
     /// Creates the producer and fences any previous instance with the same id.
     pub fn connect(
-        bootstrap: &str,
+        cluster: &KafkaCluster,
         transactional_id: &str,
         offsets_topic: &str,
     ) -> Result<Self, SinkError> {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let producer: BaseProducer = cluster
+            .client_config()
             .set("transactional.id", transactional_id)
             // The snapshot is one transaction; give it the broker's default maximum.
             .set("transaction.timeout.ms", "900000")
@@ -124,17 +123,17 @@ impl Sink {
 
 /// The last committed offset of `slot`, read from the start of the offsets topic to its end.
 pub fn read_offset(
-    bootstrap: &str,
+    cluster: &KafkaCluster,
     topic: &str,
     slot: &str,
 ) -> Result<Option<CaptureOffset>, SinkError> {
-    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer<QuietEof> = cluster
+        .client_config()
         .set("group.id", format!("pg-capture-offsets-{slot}"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create_with_context(QuietEof)
+        .create_with_context(QuietEof::default())
         .map_err(kafka("creating the offsets reader"))?;
     let (low, high) = consumer
         .fetch_watermarks(topic, 0, TIMEOUT)

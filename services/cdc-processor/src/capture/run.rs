@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio_postgres::Client;
 use trendstream_runtime::changelog::{TopicSpec, ensure_topics};
+use trendstream_service::kafka::KafkaUnreachable;
 use trendstream_service::ops::Readiness;
 
 use super::config::CaptureConfig;
@@ -28,6 +29,8 @@ use super::values::ValueError;
 
 /// Rows read per FETCH of the snapshot.
 const SNAPSHOT_CHUNK: usize = 5000;
+/// How long the start-up check waits for the brokers' metadata.
+const KAFKA_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -47,6 +50,8 @@ pub enum CaptureError {
     UnknownRelation { lsn: Lsn, relation: u32 },
     #[error("creating topics: {0}")]
     Topics(String),
+    #[error(transparent)]
+    Unreachable(#[from] KafkaUnreachable),
     #[error("offsets topic: stored position {0:?} is not an LSN")]
     BadStoredLsn(String),
 }
@@ -137,6 +142,8 @@ async fn session(
     let client = postgres::connect(&config.postgres_url).await?;
     let tables = postgres::publication_tables(&client, &config.publication).await?;
     let offsets_topic = config.offsets_topic();
+    let kafka = config.kafka();
+    blocking(|| kafka.check_reachable(KAFKA_CHECK_TIMEOUT))?;
     let mut specs: Vec<TopicSpec> = tables
         .iter()
         .map(|(schema, table)| TopicSpec {
@@ -145,7 +152,7 @@ async fn session(
             compacted: false,
         })
         .collect();
-    ensure_topics(&config.bootstrap_servers, config.replication_factor, &specs)
+    ensure_topics(&kafka, config.replication_factor, &specs)
         .await
         .map_err(|e| CaptureError::Topics(e.to_string()))?;
     specs.clear();
@@ -154,20 +161,14 @@ async fn session(
         partitions: 1,
         compacted: true,
     });
-    ensure_topics(&config.bootstrap_servers, config.replication_factor, &specs)
+    ensure_topics(&kafka, config.replication_factor, &specs)
         .await
         .map_err(|e| CaptureError::Topics(e.to_string()))?;
 
     // Fence first: init_transactions aborts what a killed predecessor left open, so the
     // offsets read next are the last committed ones.
-    let sink = blocking(|| {
-        Sink::connect(
-            &config.bootstrap_servers,
-            &config.transactional_id(),
-            &offsets_topic,
-        )
-    })?;
-    let stored = blocking(|| read_offset(&config.bootstrap_servers, &offsets_topic, &config.slot))?;
+    let sink = blocking(|| Sink::connect(&kafka, &config.transactional_id(), &offsets_topic))?;
+    let stored = blocking(|| read_offset(&kafka, &offsets_topic, &config.slot))?;
     let slot = postgres::slot_state(&client, &config.slot).await?;
     let mut position = match (stored, slot) {
         (Some(offset), Some(_)) => offset,
