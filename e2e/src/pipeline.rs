@@ -112,21 +112,9 @@ pub fn deployments(
 }
 
 /// Starts loadgen on this machine: `events` events to the run's topics, seeded, at `rate`
-/// events/s (0: as fast as it can), with planted fraud and poison pills; the events it sent go
-/// to `events_file`.
+/// events/s (0: as fast as it can), with planted fraud and poison pills, and environment
+/// `settings` (e.g. Kafka security); the events it sent go to `events_file`.
 pub fn start_loadgen(
-    bootstrap: &str,
-    run: &Run,
-    events: u64,
-    rate: u32,
-    seed: u64,
-    events_file: &Path,
-) -> anyhow::Result<Running> {
-    start_loadgen_with(bootstrap, run, events, rate, seed, events_file, &[])
-}
-
-/// [`start_loadgen`] with environment `settings` (e.g. Kafka security).
-pub fn start_loadgen_with(
     bootstrap: &str,
     run: &Run,
     events: u64,

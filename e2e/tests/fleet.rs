@@ -172,8 +172,15 @@ async fn run_fleet(disruptions: &[Disruption]) -> anyhow::Result<()> {
         let events_file = run.dir()?.join("events.jsonl");
         // The input is there before the jobs: what is measured below is the time from
         // `kubectl apply` to the first committed output.
-        let mut loadgen =
-            pipeline::start_loadgen(&bootstrap, &run, EVENTS, RATE, pipeline::SEED, &events_file)?;
+        let mut loadgen = pipeline::start_loadgen(
+            &bootstrap,
+            &run,
+            EVENTS,
+            RATE,
+            pipeline::SEED,
+            &events_file,
+            &[],
+        )?;
 
         let applied = Instant::now();
         for (processor, input) in PROCESSORS {
@@ -645,8 +652,15 @@ async fn a_stateless_upgrade_starts_empty_from_the_end_of_the_input() -> anyhow:
             let bootstrap = bootstrap.clone();
             async move {
                 let file = run.dir()?.join(format!("events-{seed}.jsonl"));
-                let mut loadgen =
-                    pipeline::start_loadgen(&bootstrap, &run, STATELESS_EVENTS, 0, seed, &file)?;
+                let mut loadgen = pipeline::start_loadgen(
+                    &bootstrap,
+                    &run,
+                    STATELESS_EVENTS,
+                    0,
+                    seed,
+                    &file,
+                    &[],
+                )?;
                 pipeline::wait_for_loadgen(&mut loadgen, Duration::from_secs(300)).await?;
                 fraud::parse_event_file(&std::fs::read_to_string(&file)?)
             }

@@ -43,7 +43,7 @@ async fn the_pipeline_runs_through_a_tls_and_scram_listener() -> anyhow::Result<
     for (group, deployment) in &jobs {
         replicas.push(deployment.start(&format!("{group}-0")).await?);
     }
-    let mut loadgen = pipeline::start_loadgen_with(
+    let mut loadgen = pipeline::start_loadgen(
         secure,
         &run,
         EVENTS,

@@ -359,6 +359,7 @@ async fn idle_lag_is_zero_everywhere_and_the_alerts_fire_only_when_a_job_stops()
             500,
             pipeline::SEED,
             &events,
+            &[],
         )?);
         let lag_query = format!("sum(trendstream_job_lag{{streamjob=\"{name}\"}})");
         let first_lag = std::sync::Mutex::new(None);

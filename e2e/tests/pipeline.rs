@@ -34,8 +34,15 @@ async fn run_pipeline(chaos: bool) -> anyhow::Result<()> {
         }
     }
     let replicas = Arc::new(Mutex::new(replicas));
-    let mut loadgen =
-        pipeline::start_loadgen(&bootstrap, &run, EVENTS, 0, pipeline::SEED, &events_file)?;
+    let mut loadgen = pipeline::start_loadgen(
+        &bootstrap,
+        &run,
+        EVENTS,
+        0,
+        pipeline::SEED,
+        &events_file,
+        &[],
+    )?;
     // Chaos: every 10 s a random replica is SIGKILLed and started again (same pod name, same
     // disk: a container restart).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
