@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use trendstream_checkpoint::GcsConfig;
+use trendstream_service::kafka::QuietEof;
 use trendstream_service::ops::{self, Liveness, Readiness};
 
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
@@ -412,19 +413,20 @@ fn shutdown<P: Processor>(
     consumer.unsubscribe();
 }
 
-fn metadata_client(options: &RuntimeOptions) -> anyhow::Result<BaseConsumer> {
-    let kafka = options.kafka();
-    // First: a wrong password or certificate ends the start with the reason, not a retry loop.
-    kafka.check_reachable(changelog::REQUEST_TIMEOUT)?;
-    kafka
-        .client_config()
-        .create()
-        .context("creating a metadata client")
+/// The start-up checks' metadata client, once the brokers answered it: a wrong password or
+/// certificate ends the start with the reason, not a retry loop.
+fn metadata_client(options: &RuntimeOptions) -> anyhow::Result<BaseConsumer<QuietEof>> {
+    Ok(options
+        .kafka()
+        .metadata_client(changelog::REQUEST_TIMEOUT)?)
 }
 
 /// The partition count every input topic shares: state is kept per partition number, so all
 /// inputs must be co-partitioned (same count, same key → same partition number).
-fn input_partitions(probe: &BaseConsumer, options: &RuntimeOptions) -> anyhow::Result<i32> {
+fn input_partitions(
+    probe: &BaseConsumer<QuietEof>,
+    options: &RuntimeOptions,
+) -> anyhow::Result<i32> {
     let mut counts = Vec::new();
     for topic in &options.input_topics {
         let count = changelog::partition_count(probe, topic)?;
@@ -443,7 +445,7 @@ fn input_partitions(probe: &BaseConsumer, options: &RuntimeOptions) -> anyhow::R
 /// existed with another partition count — after the input topics were given more partitions,
 /// say — would put state where no task reads it: refuse to start instead.
 fn check_state_topics(
-    probe: &BaseConsumer,
+    probe: &BaseConsumer<QuietEof>,
     topics: &[String],
     partitions: i32,
 ) -> anyhow::Result<()> {

@@ -100,9 +100,10 @@ impl ClientContext for QuietEof {
 impl ConsumerContext for QuietEof {}
 
 /// How clients reach the brokers (librdkafka's `security.protocol`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 #[value(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SecurityProtocol {
+    #[default]
     Plaintext,
     Ssl,
     SaslPlaintext,
@@ -151,8 +152,9 @@ impl SaslMechanism {
 }
 
 /// Whether a client checks that the broker's certificate names the host it dialled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum EndpointIdentification {
+    #[default]
     Https,
     None,
 }
@@ -160,7 +162,7 @@ pub enum EndpointIdentification {
 /// How every Kafka client of a binary authenticates and encrypts: the `KAFKA_*` variables a
 /// StreamJob's `kafka.securitySecretRef` Secret holds (named as Kafka's Java clients name the
 /// settings). The one place they become librdkafka properties is [`KafkaCluster::client_config`].
-#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct KafkaSecurity {
     /// How clients reach the brokers: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     #[arg(
@@ -242,23 +244,6 @@ pub struct KafkaSecurity {
         default_value = "https"
     )]
     pub ssl_endpoint_identification: EndpointIdentification,
-}
-
-impl Default for KafkaSecurity {
-    fn default() -> Self {
-        Self {
-            protocol: SecurityProtocol::Plaintext,
-            sasl_mechanism: None,
-            sasl_username: None,
-            sasl_password: None,
-            ssl_ca_location: None,
-            ssl_ca_pem: None,
-            ssl_certificate_location: None,
-            ssl_key_location: None,
-            ssl_key_password: None,
-            ssl_endpoint_identification: EndpointIdentification::Https,
-        }
-    }
 }
 
 /// A Kafka security setting that can't work; named by its variable.
@@ -378,14 +363,7 @@ impl KafkaSecurity {
                 hint,
             });
         }
-        let files = [
-            ("KAFKA_SSL_CA_LOCATION", &self.ssl_ca_location),
-            (
-                "KAFKA_SSL_CERTIFICATE_LOCATION",
-                &self.ssl_certificate_location,
-            ),
-            ("KAFKA_SSL_KEY_LOCATION", &self.ssl_key_location),
-        ];
+        let files = self.files();
         let tls_set = files.iter().any(|(_, path)| path.is_some())
             || self.ssl_ca_pem.is_some()
             || self.ssl_key_password.is_some();
@@ -414,15 +392,7 @@ impl KafkaSecurity {
 
     /// Whether the certificate and key files can be read.
     pub fn validate_files(&self) -> Result<(), KafkaSecurityError> {
-        let files = [
-            ("KAFKA_SSL_CA_LOCATION", &self.ssl_ca_location),
-            (
-                "KAFKA_SSL_CERTIFICATE_LOCATION",
-                &self.ssl_certificate_location,
-            ),
-            ("KAFKA_SSL_KEY_LOCATION", &self.ssl_key_location),
-        ];
-        for (setting, path) in files {
+        for (setting, path) in self.files() {
             if let Some(path) = path {
                 std::fs::File::open(path).map_err(|e| KafkaSecurityError::File {
                     setting,
@@ -432,6 +402,18 @@ impl KafkaSecurity {
             }
         }
         Ok(())
+    }
+
+    /// The settings that name files, with their variables.
+    fn files(&self) -> [(&'static str, &Option<PathBuf>); 3] {
+        [
+            ("KAFKA_SSL_CA_LOCATION", &self.ssl_ca_location),
+            (
+                "KAFKA_SSL_CERTIFICATE_LOCATION",
+                &self.ssl_certificate_location,
+            ),
+            ("KAFKA_SSL_KEY_LOCATION", &self.ssl_key_location),
+        ]
     }
 
     /// How a client connects, for messages: `SASL_SSL (SCRAM-SHA-512 as user alice)`.
@@ -526,6 +508,15 @@ impl KafkaCluster {
     /// Asks the brokers for their metadata: at start, so that a wrong password, an unknown CA or
     /// a wrong address ends the process with the reason instead of clients retrying forever.
     pub fn check_reachable(&self, timeout: Duration) -> Result<(), KafkaUnreachable> {
+        self.metadata_client(timeout).map(drop)
+    }
+
+    /// A client for metadata requests, returned once the brokers answered it (see
+    /// [`Self::check_reachable`]).
+    pub fn metadata_client(
+        &self,
+        timeout: Duration,
+    ) -> Result<BaseConsumer<QuietEof>, KafkaUnreachable> {
         let context = QuietEof::default();
         let unreachable = |reason: String| KafkaUnreachable {
             cluster: self.to_string(),
@@ -539,16 +530,16 @@ impl KafkaCluster {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let err = match probe.fetch_metadata(None, left.min(PROBE_STEP)) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(probe),
                 Err(err) => err,
             };
             // librdkafka hands its errors to the context when the client is polled.
             let _ = probe.poll(Duration::ZERO);
-            let last = context.last_error();
             // A refused password or certificate does not heal by waiting; a broker that is
             // down (restarting, not yet started) may.
             if context.last_was_fatal() || Instant::now() >= deadline {
-                return Err(unreachable(last.unwrap_or_else(|| err.to_string())));
+                let reason = context.last_error().unwrap_or_else(|| err.to_string());
+                return Err(unreachable(reason));
             }
         }
     }
